@@ -1,0 +1,19 @@
+//! Dovecot lines (scaffold; filled in by the family's parser).
+
+use serde::Serialize;
+
+/// A parsed Dovecot message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DovecotEvent<'a> {
+    /// Placeholder until the parser lands.
+    Line {
+        /// The message text.
+        text: &'a str,
+    },
+}
+
+/// Parses the message part of a Dovecot line; `None` when its shape is unknown.
+pub fn parse<'a>(_program: &'a str, _message: &'a str) -> Option<DovecotEvent<'a>> {
+    None
+}

@@ -1,0 +1,19 @@
+//! Rspamd lines (scaffold; filled in by the family's parser).
+
+use serde::Serialize;
+
+/// A parsed Rspamd message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RspamdEvent<'a> {
+    /// Placeholder until the parser lands.
+    Line {
+        /// The message text.
+        text: &'a str,
+    },
+}
+
+/// Parses the message part of a Rspamd line; `None` when its shape is unknown.
+pub fn parse<'a>(_program: &'a str, _message: &'a str) -> Option<RspamdEvent<'a>> {
+    None
+}
