@@ -11,4 +11,7 @@ pub mod escape;
 pub mod event;
 pub mod framing;
 pub mod parse;
+pub mod search;
+pub mod stitch;
+pub mod summary;
 pub mod time;

@@ -1,1 +1,7 @@
-//! placeholder
+//! mailwarden-io: everything that touches the outside world — opening and
+//! decompressing inputs, reading bounded lines, and driving the core's pure
+//! framing/parsing over them. The core never sees a file or a clock; this
+//! crate passes in the reference time (file modification time, or now).
+
+pub mod input;
+pub mod pipeline;

@@ -39,7 +39,12 @@ pub(super) fn detect_digit_led(b: &[u8]) -> Option<Format> {
         }
         if b[10] == b' ' {
             let head = &b[..b.len().min(80)];
-            if memchr::memmem::find(head, b" #").is_some_and(|i| i <= 27) {
+            // Rspamd: `… HH:MM:SS[.fff] [level] #pid(proc)` — a ` #` and a
+            // digit soon after the time; MariaDB has no `#` there.
+            if let Some(i) = memchr::memmem::find(head, b" #")
+                && i <= 40
+                && head.get(i + 2).is_some_and(u8::is_ascii_digit)
+            {
                 return Some(Format::Rspamd);
             }
             return Some(Format::Mariadb);
@@ -97,7 +102,15 @@ pub(super) fn frame_rspamd<'a>(line: &'a str, clock: &mut Clock) -> Result<Frame
     let ts = clock
         .resolve_civil(civil)
         .map_err(|_| UnparsedReason::BadTimestamp)?;
-    let rest = line[n..].trim_start_matches(' ');
+    let mut rest = line[n..].trim_start_matches(' ');
+    let mut severity = None;
+    // With `log_severity = true` the level comes first: `[notice] #pid(proc)`.
+    if let Some(r) = rest.strip_prefix('[')
+        && let Some((level, after)) = r.split_once("] ")
+    {
+        severity = Severity::from_name(level);
+        rest = after;
+    }
     let rest = rest.strip_prefix('#').ok_or(UnparsedReason::Framing)?;
     let open = rest.find('(').ok_or(UnparsedReason::Framing)?;
     let pid = rest[..open].parse().ok();
@@ -110,7 +123,7 @@ pub(super) fn frame_rspamd<'a>(line: &'a str, clock: &mut Clock) -> Result<Frame
         Some(ts),
         "rspamd",
         pid,
-        None,
+        severity,
         &rest[close..],
         Family::Rspamd,
     ))

@@ -173,6 +173,27 @@ pub fn parse_framed<'b>(f: &'b Framed<'_>) -> Event<'b> {
     }
 }
 
+/// Frames and parses one line and hands the event to `f`. The event borrows
+/// from the line, so it is only available inside the callback.
+pub fn with_event<R>(framer: &mut crate::framing::Framer, line: &str, f: impl FnOnce(&Event<'_>) -> R) -> R {
+    match framer.frame(line) {
+        Ok(framed) => f(&parse_framed(&framed)),
+        Err(reason) => f(&unparsed_event(reason)),
+    }
+}
+
+/// An `unparsed` event for a line that could not be framed.
+pub fn unparsed_event(reason: UnparsedReason) -> Event<'static> {
+    Event {
+        ts: None,
+        host: None,
+        program: "",
+        pid: None,
+        severity: None,
+        kind: unparsed(reason),
+    }
+}
+
 fn parse_family<'b>(fam: Family, program: &'b str, message: &'b str) -> Option<EventKind<'b>> {
     Some(match fam {
         Family::Postfix => EventKind::Postfix(postfix::parse(program, message)?),

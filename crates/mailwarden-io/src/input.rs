@@ -1,0 +1,413 @@
+//! Opening log inputs: files (plain, gzip, bzip2, xz — detected by their magic
+//! bytes, not their names), and standard input; and reading them as bounded
+//! lines.
+//!
+//! A line longer than the limit is cut at the limit and the rest of it skipped,
+//! so one hostile megabyte line costs bounded memory; the caller learns the
+//! original length and records the line as `too_long`.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Where an input comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputSource {
+    /// A file on disk.
+    File(PathBuf),
+    /// Standard input (`-`).
+    Stdin,
+    /// Bytes held in memory (the bundled sample), with a display name.
+    Memory {
+        /// Shown in messages.
+        name: String,
+        /// The content (possibly compressed).
+        bytes: &'static [u8],
+    },
+}
+
+impl InputSource {
+    /// The name used in messages: the path, `<stdin>`, or the memory name.
+    pub fn display(&self) -> String {
+        match self {
+            InputSource::File(p) => p.display().to_string(),
+            InputSource::Stdin => "<stdin>".to_owned(),
+            InputSource::Memory { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// The compression of an input, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Not compressed.
+    None,
+    /// gzip (`1f 8b`).
+    Gzip,
+    /// bzip2 (`BZh`).
+    Bzip2,
+    /// xz (`fd 37 7a 58 5a 00`).
+    Xz,
+}
+
+impl Compression {
+    /// Detects the compression from the first bytes of a stream.
+    pub fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(b"BZh") && head.get(3).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+            Compression::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Compression::Xz
+        } else {
+            Compression::None
+        }
+    }
+}
+
+/// Why an input could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file does not exist.
+    #[error(
+        "{path}: no such file; check the path (Mailcow keeps no log files on the host: read them with `docker logs` or from Redis)"
+    )]
+    NotFound {
+        /// The path.
+        path: String,
+    },
+    /// Permission denied.
+    #[error(
+        "{path}: permission denied; run as root or as a member of the `adm` group, or copy the file somewhere readable"
+    )]
+    PermissionDenied {
+        /// The path.
+        path: String,
+    },
+    /// A directory was given.
+    #[error("{path}: is a directory; name the log files inside it (for example {path}/mail.log*)")]
+    IsDirectory {
+        /// The path.
+        path: String,
+    },
+    /// Any other failure to open.
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A read failed part-way (e.g. a truncated or corrupt compressed file).
+    #[error(
+        "{path}: read error after line {line}: {source}; the lines before it were processed (a truncated .gz from a rotation in progress looks like this)"
+    )]
+    Read {
+        /// The path.
+        path: String,
+        /// The last complete line read.
+        line: u64,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Shared counter of raw (possibly compressed) bytes read, for progress bars.
+#[derive(Clone, Debug, Default)]
+pub struct ByteCounter(Arc<AtomicU64>);
+
+impl ByteCounter {
+    /// Bytes read so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Counting<R> {
+    inner: R,
+    counter: ByteCounter,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.0.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// An opened input.
+pub struct OpenedInput {
+    /// Decompressed, buffered content.
+    pub reader: Box<dyn BufRead + Send>,
+    /// Detected compression.
+    pub compression: Compression,
+    /// Size on disk (compressed), when known.
+    pub size: Option<u64>,
+    /// Modification time, when known (the reference for year-less stamps).
+    pub modified: Option<SystemTime>,
+    /// Raw bytes consumed so far.
+    pub counter: ByteCounter,
+}
+
+const BUF: usize = 256 * 1024;
+
+fn open_error(path: &Path, e: io::Error) -> InputError {
+    let p = path.display().to_string();
+    match e.kind() {
+        io::ErrorKind::NotFound => InputError::NotFound { path: p },
+        io::ErrorKind::PermissionDenied => InputError::PermissionDenied { path: p },
+        io::ErrorKind::IsADirectory => InputError::IsDirectory { path: p },
+        _ => InputError::Open { path: p, source: e },
+    }
+}
+
+/// Opens an input and wraps the right decompressor around it.
+pub fn open_input(src: &InputSource) -> Result<OpenedInput, InputError> {
+    let counter = ByteCounter::default();
+    let (raw, size, modified): (Box<dyn Read + Send>, Option<u64>, Option<SystemTime>) = match src {
+        InputSource::File(path) => {
+            let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
+            if meta.is_dir() {
+                return Err(InputError::IsDirectory {
+                    path: path.display().to_string(),
+                });
+            }
+            let f = File::open(path).map_err(|e| open_error(path, e))?;
+            (Box::new(f), Some(meta.len()), meta.modified().ok())
+        }
+        InputSource::Stdin => (Box::new(io::stdin()), None, None),
+        InputSource::Memory { bytes, .. } => (Box::new(*bytes), Some(bytes.len() as u64), None),
+    };
+    let mut buffered = BufReader::with_capacity(
+        BUF,
+        Counting {
+            inner: raw,
+            counter: counter.clone(),
+        },
+    );
+    let head = match buffered.fill_buf() {
+        Ok(h) => h,
+        Err(e) => {
+            return Err(InputError::Read {
+                path: src.display(),
+                line: 0,
+                source: e,
+            });
+        }
+    };
+    let compression = Compression::sniff(head);
+    let reader: Box<dyn BufRead + Send> = match compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            BUF,
+            flate2::bufread::MultiGzDecoder::new(buffered),
+        )),
+        Compression::Bzip2 => Box::new(BufReader::with_capacity(
+            BUF,
+            bzip2::bufread::MultiBzDecoder::new(buffered),
+        )),
+        Compression::Xz => Box::new(BufReader::with_capacity(
+            BUF,
+            liblzma::bufread::XzDecoder::new_multi_decoder(buffered),
+        )),
+    };
+    Ok(OpenedInput {
+        reader,
+        compression,
+        size,
+        modified,
+        counter,
+    })
+}
+
+/// One line read by [`LineReader`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineInfo {
+    /// Length of the line in the input (without the terminator), even when cut.
+    pub original_len: usize,
+    /// Whether the line was cut at the limit.
+    pub truncated: bool,
+}
+
+/// Reads `\n`-terminated lines (a trailing `\r` is removed) into a caller's
+/// buffer, keeping at most `max_len` bytes of each.
+pub struct LineReader<R> {
+    inner: R,
+    max_len: usize,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// A reader keeping at most `max_len` bytes per line.
+    pub fn new(inner: R, max_len: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            max_len: max_len.max(1),
+        }
+    }
+
+    /// Reads the next line into `buf` (cleared first). `Ok(None)` at the end.
+    pub fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineInfo>> {
+        buf.clear();
+        let mut total = 0usize;
+        let mut any = false;
+        loop {
+            let chunk = match self.inner.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            let room = self.max_len.saturating_sub(buf.len());
+            buf.extend_from_slice(&chunk[..take.min(room)]);
+            total += take;
+            self.inner.consume(if done { take + 1 } else { take });
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        if buf.last() == Some(&b'\r') && total <= self.max_len {
+            buf.pop();
+            total -= 1;
+        }
+        Ok(Some(LineInfo {
+            original_len: total,
+            truncated: total > self.max_len,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn lines(data: &[u8], max: usize) -> Vec<(Vec<u8>, LineInfo)> {
+        let mut r = LineReader::new(data, max);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while let Some(info) = r.next_line(&mut buf).unwrap() {
+            out.push((buf.clone(), info));
+        }
+        out
+    }
+
+    #[test]
+    fn splits_and_bounds_lines() {
+        let got = lines(b"a\r\nbb\n\nccc", 100);
+        let texts: Vec<&[u8]> = got.iter().map(|(l, _)| l.as_slice()).collect();
+        assert_eq!(texts, vec![&b"a"[..], b"bb", b"", b"ccc"]);
+        let long = [b'x'; 1000];
+        let mut data = long.to_vec();
+        data.extend_from_slice(b"\nnext\n");
+        let got = lines(&data, 10);
+        assert_eq!(got[0].0.len(), 10);
+        assert_eq!(
+            got[0].1,
+            LineInfo {
+                original_len: 1000,
+                truncated: true
+            }
+        );
+        assert_eq!(got[1].0, b"next");
+        assert!(lines(b"", 10).is_empty());
+    }
+
+    #[test]
+    fn sniffs_compression() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(Compression::sniff(b"BZh91AY"), Compression::Bzip2);
+        assert_eq!(
+            Compression::sniff(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0]),
+            Compression::Xz
+        );
+        assert_eq!(Compression::sniff(b"Mar 14 00:00:00 host"), Compression::None);
+    }
+
+    #[test]
+    fn reads_every_compression_the_same() {
+        let text = b"line one\nline two\n";
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        let plain = dir.path().join("mail.log");
+        std::fs::write(&plain, text).unwrap();
+        paths.push(plain);
+        let gz = dir.path().join("mail.log.2.gz");
+        let mut e = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        e.write_all(text).unwrap();
+        e.finish().unwrap();
+        paths.push(gz);
+        let bz = dir.path().join("mail.log.3.bz2");
+        let mut e = bzip2::write::BzEncoder::new(File::create(&bz).unwrap(), bzip2::Compression::fast());
+        e.write_all(text).unwrap();
+        e.finish().unwrap();
+        paths.push(bz);
+        let xz = dir.path().join("mail.log.4.xz");
+        let mut e = liblzma::write::XzEncoder::new(File::create(&xz).unwrap(), 1);
+        e.write_all(text).unwrap();
+        e.finish().unwrap();
+        paths.push(xz);
+        for p in paths {
+            let mut opened = open_input(&InputSource::File(p.clone())).unwrap();
+            let mut s = String::new();
+            opened.reader.read_to_string(&mut s).unwrap();
+            assert_eq!(s.as_bytes(), text, "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn open_errors_name_the_fix() {
+        let e = open_input(&InputSource::File("/nonexistent/mail.log".into()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("no such file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = open_input(&InputSource::File(dir.path().to_owned()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn corrupt_gzip_is_a_read_error_not_a_panic() {
+        let mut data = Vec::new();
+        let mut e = flate2::write::GzEncoder::new(&mut data, flate2::Compression::fast());
+        e.write_all(&[b'a'; 10_000]).unwrap();
+        e.finish().unwrap();
+        data.truncate(data.len() / 2);
+        let bytes: &'static [u8] = Box::leak(data.into_boxed_slice());
+        let mut opened = open_input(&InputSource::Memory {
+            name: "x".into(),
+            bytes,
+        })
+        .unwrap();
+        let mut r = LineReader::new(&mut opened.reader, 100);
+        let mut buf = Vec::new();
+        let mut got_err = false;
+        loop {
+            match r.next_line(&mut buf) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    got_err = true;
+                    break;
+                }
+            }
+        }
+        assert!(got_err);
+    }
+}

@@ -1,0 +1,506 @@
+//! `mailwarden logs summary|search|parse`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use mailwarden_core::escape::escape_for_terminal;
+use mailwarden_core::event::{Event, EventKind, Position};
+use mailwarden_core::search::SearchQuery;
+use mailwarden_core::stitch::{MessageRecord, StitchConfig, Stitcher};
+use mailwarden_core::summary::{Summarizer, SummaryConfig, render_text};
+use mailwarden_io::pipeline::{self, InputReport};
+use serde::Serialize;
+
+use super::inputs::{ProgressUi, parse_time_arg, pipeline_config, resolve};
+use crate::cli::{InputArgs, ParseArgs, SearchArgs, SummaryArgs};
+use crate::output::{json_line, stdout};
+
+fn stitch_config(args: &InputArgs, capture: bool) -> StitchConfig {
+    StitchConfig {
+        horizon_secs: args.horizon,
+        max_open: args.max_open.max(1),
+        capture_lines: capture,
+        ..StitchConfig::default()
+    }
+}
+
+/// Reports input failures on stderr; returns whether any input failed.
+fn report_inputs(reports: &[InputReport]) -> bool {
+    let mut failed = false;
+    for r in reports {
+        if let Some(e) = &r.error {
+            eprintln!("mailwarden: {e}");
+            failed = true;
+        }
+    }
+    failed
+}
+
+fn exit_for(failed: bool, found: bool) -> ExitCode {
+    if failed {
+        ExitCode::from(2)
+    } else if found {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `logs summary`.
+pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let resolved = resolve(&args.input);
+    let cfg = pipeline_config(&args.input, resolved.using_sample)?;
+    let mut stitcher = Stitcher::new(stitch_config(&args.input, false));
+    let mut sum = Summarizer::new(SummaryConfig {
+        top: args.top.max(1),
+        local_domains: args.local_domains.clone(),
+        ..SummaryConfig::default()
+    });
+    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
+    let reports = pipeline::run(
+        &resolved.sources,
+        &cfg,
+        |p| ui.start(p),
+        |pos, raw, ev| {
+            ui.tick(pos.line);
+            sum.on_event(pos, raw, ev);
+            stitcher.feed(pos, raw, ev);
+            while let Some(rec) = stitcher.pop() {
+                sum.on_message(&rec);
+            }
+        },
+    );
+    ui.finish();
+    stitcher.finish();
+    while let Some(rec) = stitcher.pop() {
+        sum.on_message(&rec);
+    }
+    sum.set_stitch_stats(stitcher.stats().clone());
+    let report = sum.finish();
+    let failed = report_inputs(&reports);
+    let mut out = stdout();
+    if args.json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            inputs: Vec<InputDoc<'a>>,
+            #[serde(flatten)]
+            summary: &'a mailwarden_core::summary::Summary,
+        }
+        let doc = Doc {
+            inputs: input_docs(&reports),
+            summary: &report,
+        };
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(render_text(&report).as_bytes())?;
+        out.write_all(inputs_footer(&reports).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(exit_for(failed, true))
+}
+
+#[derive(Serialize)]
+struct InputDoc<'a> {
+    name: &'a str,
+    lines: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn input_docs(reports: &[InputReport]) -> Vec<InputDoc<'_>> {
+    reports
+        .iter()
+        .map(|r| InputDoc {
+            name: &r.name,
+            lines: r.lines,
+            error: r.error.as_ref().map(|e| e.to_string()),
+        })
+        .collect()
+}
+
+fn inputs_footer(reports: &[InputReport]) -> String {
+    let mut s = String::from("\nInputs\n------\n");
+    for (i, r) in reports.iter().enumerate() {
+        let _ = write!(s, "  {i}: {} ({} lines", escape_for_terminal(&r.name), r.lines);
+        if let Some(e) = &r.error {
+            let _ = write!(s, "; FAILED: {e}");
+        }
+        s.push_str(")\n");
+    }
+    s
+}
+
+/// A search result.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Hit<'a> {
+    Message {
+        #[serde(flatten)]
+        record: &'a MessageRecord,
+    },
+    Rejection {
+        input: &'a str,
+        line: u64,
+        #[serde(flatten)]
+        event: &'a Event<'a>,
+    },
+}
+
+/// `logs search`.
+pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let resolved = resolve(&args.input);
+    let cfg = pipeline_config(&args.input, resolved.using_sample)?;
+    let query = SearchQuery {
+        sender: args.sender.clone(),
+        recipient: args.recipient.clone(),
+        sasl_user: args.sasl_user.clone(),
+        client_ip: args.client_ip.clone(),
+        queue_id: args.queue_id.clone(),
+        message_id: args.message_id.clone(),
+        status: args.status,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_time_arg(s, &cfg.zone))
+            .transpose()
+            .context("--since")?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_time_arg(s, &cfg.zone))
+            .transpose()
+            .context("--until")?,
+    };
+    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let mut stitcher = Stitcher::new(stitch_config(&args.input, args.lines));
+    let mut out = stdout();
+    let mut found = 0usize;
+    let mut lines: Vec<(Position, String)> = Vec::new();
+    let mut write_err: Option<std::io::Error> = None;
+    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
+
+    let emit_record = |rec: &MessageRecord,
+                       out: &mut dyn Write,
+                       lines: &mut Vec<(Position, String)>,
+                       found: &mut usize|
+     -> std::io::Result<()> {
+        if *found >= limit || !query.matches_record(rec) {
+            return Ok(());
+        }
+        *found += 1;
+        if args.lines {
+            lines.extend(rec.lines.iter().map(|l| (l.position, l.text.clone())));
+            Ok(())
+        } else if args.json {
+            json_line(out, &Hit::Message { record: rec })
+        } else {
+            out.write_all(render_record(rec).as_bytes())
+        }
+    };
+
+    let reports = pipeline::run(
+        &resolved.sources,
+        &cfg,
+        |p| ui.start(p),
+        |pos, raw, ev| {
+            ui.tick(pos.line);
+            if write_err.is_some() {
+                return;
+            }
+            stitcher.feed(pos, raw, ev);
+            while let Some(rec) = stitcher.pop() {
+                if let Err(e) = emit_record(&rec, &mut out, &mut lines, &mut found) {
+                    write_err = Some(e);
+                    return;
+                }
+            }
+            if found < limit && query.matches_event(ev) {
+                let is_rejection = matches!(&ev.kind, EventKind::Postfix(p)
+                    if matches!(p.msg, mailwarden_core::parse::postfix::PostfixMsg::Action { .. }));
+                if args.lines {
+                    found += 1;
+                    lines.push((pos, raw.to_owned()));
+                } else if is_rejection {
+                    found += 1;
+                    let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
+                    let res = if args.json {
+                        json_line(
+                            &mut out,
+                            &Hit::Rejection {
+                                input: name,
+                                line: pos.line,
+                                event: ev,
+                            },
+                        )
+                    } else {
+                        out.write_all(render_rejection(name, pos, raw).as_bytes())
+                    };
+                    if let Err(e) = res {
+                        write_err = Some(e);
+                    }
+                }
+            }
+        },
+    );
+    ui.finish();
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    stitcher.finish();
+    while let Some(rec) = stitcher.pop() {
+        emit_record(&rec, &mut out, &mut lines, &mut found)?;
+    }
+    if args.lines {
+        lines.sort_by_key(|(p, _)| *p);
+        lines.dedup_by_key(|(p, _)| *p);
+        for (pos, text) in &lines {
+            if args.json {
+                #[derive(Serialize)]
+                struct L<'a> {
+                    input: &'a str,
+                    line: u64,
+                    text: &'a str,
+                }
+                let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
+                json_line(
+                    &mut out,
+                    &L {
+                        input: name,
+                        line: pos.line,
+                        text,
+                    },
+                )?;
+            } else {
+                writeln!(out, "{}", escape_for_terminal(text))?;
+            }
+        }
+    }
+    out.flush()?;
+    let failed = report_inputs(&reports);
+    if found == 0 && !failed {
+        eprintln!("mailwarden: no match");
+    }
+    Ok(exit_for(failed, found > 0))
+}
+
+fn render_rejection(input: &str, pos: Position, raw: &str) -> String {
+    format!(
+        "REJECTED  {}:{}\n  {}\n\n",
+        escape_for_terminal(input),
+        pos.line,
+        escape_for_terminal(raw)
+    )
+}
+
+/// A message record as a block of text.
+fn render_record(r: &MessageRecord) -> String {
+    let e = |s: &str| escape_for_terminal(s).into_owned();
+    let mut s = String::new();
+    let when = r
+        .first_seen
+        .map(|t| t.to_string())
+        .unwrap_or_else(|| "(no time)".into());
+    let _ = write!(s, "{when}  {}", e(&r.queue_id));
+    if !r.reinjected_as.is_empty() {
+        let _ = write!(s, " (re-injected as {})", e(&r.reinjected_as.join(", ")));
+    }
+    let _ = writeln!(
+        s,
+        "  [{}]",
+        serde_json::to_value(r.end)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    let from = match r.from.as_deref() {
+        Some("") => "<>".to_owned(),
+        Some(f) => format!("<{}>", e(f)),
+        None => "(unknown)".into(),
+    };
+    let _ = write!(s, "  from {from}");
+    if let Some(size) = r.size {
+        let _ = write!(s, "  size {size}");
+    }
+    if let Some(m) = &r.message_id {
+        let _ = write!(s, "  message-id <{}>", e(m));
+    }
+    s.push('\n');
+    match (&r.client, r.uid) {
+        (Some(c), _) => {
+            let _ = write!(s, "  client {}[{}]", e(&c.name), e(&c.ip));
+            if let Some(svc) = &r.service {
+                let _ = write!(s, " via {}", e(svc));
+            }
+        }
+        (None, Some(uid)) => {
+            let _ = write!(s, "  local submission by uid {uid}");
+        }
+        _ => {
+            let _ = write!(
+                s,
+                "  origin {}",
+                serde_json::to_value(r.origin)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    match &r.sasl_username {
+        Some(u) => {
+            let _ = writeln!(
+                s,
+                "  authenticated as {} ({})",
+                e(u),
+                e(r.sasl_method.as_deref().unwrap_or("?"))
+            );
+        }
+        None => s.push_str("  not authenticated\n"),
+    }
+    for h in &r.filter_hops {
+        let _ = writeln!(s, "  filter {} -> {}", e(&h.relay), e(&h.queue_id));
+    }
+    for v in &r.verdicts {
+        let _ = write!(s, "  {} {}", v.scanner, e(&v.action));
+        if let Some(score) = v.score {
+            let _ = write!(s, " score {score}");
+        }
+        if !v.symbols.is_empty() {
+            let _ = write!(s, " [{}]", e(&v.symbols.join(",")));
+        }
+        s.push('\n');
+    }
+    for a in &r.actions {
+        let _ = writeln!(
+            s,
+            "  {}{} at {}: {}",
+            if a.milter { "milter-" } else { "" },
+            a.action.as_str(),
+            e(&a.stage),
+            e(&a.text)
+        );
+    }
+    for d in &r.deliveries {
+        let _ = write!(s, "  -> {}", e(&d.to));
+        if let Some(o) = &d.orig_to {
+            let _ = write!(s, " (for {})", e(o));
+        }
+        let _ = write!(s, "  {}  relay={}", d.status, e(&d.relay));
+        if let Some(delay) = d.delay {
+            let _ = write!(s, "  delay={delay}s");
+        }
+        let _ = writeln!(s, "  ({})", e(&d.detail));
+    }
+    if let Some(n) = &r.notification_queue_id {
+        let _ = writeln!(s, "  notification sent as {}", e(n));
+    }
+    s.push('\n');
+    s
+}
+
+/// `logs parse`.
+pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let resolved = resolve(&args.input);
+    let cfg = pipeline_config(&args.input, resolved.using_sample)?;
+    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
+    let mut out = stdout();
+    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
+    let started = Instant::now();
+
+    #[derive(Serialize)]
+    struct Line<'a> {
+        input: &'a str,
+        line: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
+        #[serde(flatten)]
+        event: &'a Event<'a>,
+    }
+
+    let mut counts_lines = 0u64;
+    let mut by_family: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stitcher = Stitcher::new(stitch_config(&args.input, false));
+    let mut messages = 0u64;
+    let mut write_err: Option<std::io::Error> = None;
+    let reports = pipeline::run(
+        &resolved.sources,
+        &cfg,
+        |p| ui.start(p),
+        |pos, raw, ev| {
+            ui.tick(pos.line);
+            counts_lines += 1;
+            if args.count {
+                let fam = family_name(&ev.kind);
+                *by_family.entry(fam).or_default() += 1;
+                if let EventKind::Unparsed(u) = &ev.kind {
+                    *by_reason.entry(u.reason.to_string()).or_default() += 1;
+                }
+                stitcher.feed(pos, raw, ev);
+                while stitcher.pop().is_some() {
+                    messages += 1;
+                }
+                return;
+            }
+            if write_err.is_some() || (args.unparsed && !ev.kind.is_unparsed()) {
+                return;
+            }
+            let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
+            let line = Line {
+                input: name,
+                line: pos.line,
+                text: ev.kind.is_unparsed().then_some(raw),
+                event: ev,
+            };
+            if let Err(e) = json_line(&mut out, &line) {
+                write_err = Some(e);
+            }
+        },
+    );
+    ui.finish();
+    if let Some(e) = write_err {
+        return Err(e.into());
+    }
+    if args.count {
+        stitcher.finish();
+        while stitcher.pop().is_some() {
+            messages += 1;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let doc = serde_json::json!({
+            "inputs": input_docs(&reports),
+            "lines": counts_lines,
+            "events_by_family": by_family,
+            "unparsed_by_reason": by_reason,
+            "messages": messages,
+            "stitch": stitcher.stats(),
+            "elapsed_secs": elapsed,
+            "lines_per_sec": if elapsed > 0.0 { counts_lines as f64 / elapsed } else { 0.0 },
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    let failed = report_inputs(&reports);
+    Ok(exit_for(failed, true))
+}
+
+fn family_name(k: &EventKind<'_>) -> &'static str {
+    match k {
+        EventKind::Postfix(_) => "postfix",
+        EventKind::Dovecot(_) => "dovecot",
+        EventKind::Rspamd(_) => "rspamd",
+        EventKind::Amavis(_) => "amavis",
+        EventKind::Sogo(_) => "sogo",
+        EventKind::Nginx(_) => "nginx",
+        EventKind::Netfilter(_) => "netfilter",
+        EventKind::Mariadb(_) => "mariadb",
+        EventKind::Unparsed(_) => "unparsed",
+    }
+}

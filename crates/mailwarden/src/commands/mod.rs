@@ -1,0 +1,4 @@
+//! Command implementations: turn parsed flags into library configs, run, print.
+
+pub mod inputs;
+pub mod logs;
