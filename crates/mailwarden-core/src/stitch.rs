@@ -507,6 +507,28 @@ impl Stitcher {
             }
         }
         self.touch(qid, pos, raw, ev.ts, Some(p));
+        // A delivery answered with `queued as X` is a content-filter hand-off
+        // when X is a message open in this host's own log (the filter
+        // re-injected it before answering); otherwise X is another server's id.
+        let reinjected_child: Option<String> = match &p.msg {
+            PostfixMsg::Delivery {
+                status: DeliveryStatus::Sent,
+                queued_as: Some(child),
+                ..
+            } if *child != qid
+                && (self
+                    .open
+                    .get(*child)
+                    .is_some_and(|c| c.rec.host.as_deref() == ev.host)
+                    || self
+                        .open
+                        .get(qid)
+                        .is_some_and(|o| o.rec.reinjected_as.iter().any(|r| r == child))) =>
+            {
+                Some((*child).to_owned())
+            }
+            _ => None,
+        };
         let mut finished = false;
         let mut link: Option<(String, String)> = None; // (child, parent)
         {
@@ -594,12 +616,6 @@ impl Stitcher {
                     queued_as,
                     ..
                 } => {
-                    let reinjected = match queued_as {
-                        Some(child) if *status == DeliveryStatus::Sent && is_loopback_relay(relay) => {
-                            Some(*child)
-                        }
-                        _ => None,
-                    };
                     let filter_discarded = *status == DeliveryStatus::Sent
                         && is_loopback_relay(relay)
                         && queued_as.is_none()
@@ -613,13 +629,13 @@ impl Stitcher {
                             stage: "content-filter".to_owned(),
                             text: (*detail).to_owned(),
                         });
-                    } else if let Some(child) = reinjected {
+                    } else if let Some(child) = reinjected_child {
                         rec.filter_hops.push(FilterHop {
                             relay: (*relay).to_owned(),
                             from_queue_id: qid.to_owned(),
-                            queue_id: child.to_owned(),
+                            queue_id: child.clone(),
                         });
-                        link = Some((child.to_owned(), qid.to_owned()));
+                        link = Some((child, qid.to_owned()));
                     } else {
                         rec.deliveries.push(Delivery {
                             ts: ev.ts,

@@ -81,7 +81,6 @@ pub fn run(
     mut sink: impl FnMut(Position, &str, &Event<'_>),
 ) -> Vec<InputReport> {
     let mut reports = Vec::with_capacity(inputs.len());
-    let mut buf = Vec::with_capacity(4096);
     for (idx, src) in inputs.iter().enumerate() {
         let name = src.display();
         let mut opened = match open_input(src) {
@@ -122,14 +121,18 @@ pub fn run(
         let mut line_no = 0u64;
         let mut error = None;
         loop {
-            match reader.next_line(&mut buf) {
-                Ok(Some(info)) => {
+            match reader.next_line() {
+                Ok(Some((bytes, info))) => {
                     line_no += 1;
                     let pos = Position {
                         source: idx as u32,
                         line: line_no,
                     };
-                    let text: Cow<'_, str> = String::from_utf8_lossy(&buf);
+                    // Valid UTF-8 is the rule: check it fast, replace only on failure.
+                    let text: Cow<'_, str> = match std::str::from_utf8(bytes) {
+                        Ok(s) => Cow::Borrowed(s),
+                        Err(_) => String::from_utf8_lossy(bytes),
+                    };
                     if info.truncated {
                         sink(pos, &text, &unparsed_event(UnparsedReason::TooLong));
                     } else {

@@ -134,7 +134,7 @@ pub(super) fn frame_rspamd<'a>(line: &'a str, clock: &mut Clock) -> Result<Frame
 /// keeps the thread id and `[Level]` (MariaDB writes the same text to journald).
 pub(super) fn frame_mariadb<'a>(line: &'a str, clock: &mut Clock) -> Result<Framed<'a>, UnparsedReason> {
     let b = line.as_bytes();
-    let (ts, rest) = if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' {
+    let (ts, rest) = if b.len() >= 19 && b[..10].is_ascii() && b[4] == b'-' && b[7] == b'-' {
         let date = &line[..10];
         let after_date = line[10..].trim_start_matches(' ');
         let consumed = line.len() - after_date.len();
@@ -168,7 +168,10 @@ pub(super) fn frame_mariadb<'a>(line: &'a str, clock: &mut Clock) -> Result<Fram
             s.push('T');
             s.push_str(std::str::from_utf8(&buf[11..19]).unwrap_or("00:00:00"));
             let zone_start = end;
-            s.push_str(&line[zone_start..(zone_start + 6).min(line.len())]);
+            s.push_str(
+                line.get(zone_start..(zone_start + 6).min(line.len()))
+                    .ok_or(UnparsedReason::BadTimestamp)?,
+            );
             match parse_rfc3339_prefix(s.as_bytes()) {
                 Ok((t, used)) => {
                     end = zone_start + (used - 19);
@@ -266,7 +269,7 @@ pub(super) fn frame_nginx<'a>(line: &'a str, clock: &mut Clock) -> Result<Framed
 /// Common Log Format time: `14/Mar/2023:00:00:31 +0100`.
 fn parse_clf_time(s: &str) -> Option<crate::time::Timestamp> {
     let b = s.as_bytes();
-    if b.len() < 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
+    if b.len() < 26 || !b[..26].is_ascii() || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;
     }
     let month = month_from_abbrev(&b[3..6])?;

@@ -70,18 +70,20 @@ pub(super) fn frame_rfc3164<'a>(line: &'a str, clock: &mut Clock) -> Result<Fram
     if !after.starts_with(' ') {
         return Err(UnparsedReason::Framing);
     }
-    // SOGo's own file: `Mmm dd HH:MM:SS sogod [pid]: msg` has no host.
+    // Some senders omit the host: `Mmm dd HH:MM:SS tag[pid]: msg` (a first
+    // token ending in `:` is a tag — host names never do) and SOGo's own
+    // `Mmm dd HH:MM:SS sogod [pid]: msg`.
     let trimmed = after.trim_start_matches(' ');
-    let (host, tag, pid, msg) = match trimmed.split_once(' ') {
-        Some((first, next)) if next.starts_with('[') && next.contains("]:") => {
-            let (tag, pid, msg) = split_tag(trimmed);
-            debug_assert!(!first.is_empty());
-            (None, tag, pid, msg)
-        }
-        _ => {
-            let (h, t, p, m) = host_and_tag(after)?;
-            (Some(h), t, p, m)
-        }
+    let first = trimmed.split(' ').next().unwrap_or("");
+    let sogo_style = trimmed.split_once(' ').is_some_and(|(_, next)| {
+        next.starts_with('[') && next.split(' ').next().is_some_and(|t| t.ends_with("]:"))
+    });
+    let (host, tag, pid, msg) = if first.ends_with(':') || sogo_style {
+        let (tag, pid, msg) = split_tag(trimmed);
+        (None, tag, pid, msg)
+    } else {
+        let (h, t, p, m) = host_and_tag(after)?;
+        (Some(h), t, p, m)
     };
     Ok(Framed {
         ts: Some(ts),

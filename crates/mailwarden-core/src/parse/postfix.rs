@@ -729,7 +729,7 @@ fn parse_queued<'a>(daemon: &str, body: &'a str) -> Option<PostfixMsg<'a>> {
             from,
         });
     }
-    if let Some((head, rest)) = body.split_once(": ")
+    if let Some((head, rest)) = split_once(body, ": ")
         && let Some((action, milter)) = Action::parse(head)
     {
         return parse_action(action, milter, rest);
@@ -1013,8 +1013,8 @@ fn parse_unqueued<'a>(daemon: &str, body: &'a str) -> Option<PostfixMsg<'a>> {
         }
         "dnsblog" => {
             if let Some(rest) = body.strip_prefix("addr ") {
-                let (ip, rest) = rest.split_once(" listed by domain ")?;
-                let (domain, reply) = rest.split_once(" as ")?;
+                let (ip, rest) = split_once(rest, " listed by domain ")?;
+                let (domain, reply) = split_once(rest, " as ")?;
                 return Some(PostfixMsg::DnsblListed { ip, domain, reply });
             }
         }
@@ -1076,7 +1076,7 @@ fn parse_unqueued<'a>(daemon: &str, body: &'a str) -> Option<PostfixMsg<'a>> {
             });
         }
         "postsuper" => {
-            if let Some((word, n)) = body.split_once(": ")
+            if let Some((word, n)) = split_once(body, ": ")
                 && let Some(count) = n.strip_suffix(" messages").or_else(|| n.strip_suffix(" message"))
                 && let Ok(count) = count.parse()
             {
@@ -1128,18 +1128,18 @@ fn parse_common(body: &str) -> Option<PostfixMsg<'_>> {
         }
     }
     if let Some(rest) = body.strip_prefix("NOQUEUE: ") {
-        let (head, rest) = rest.split_once(": ")?;
+        let (head, rest) = split_once(rest, ": ")?;
         let (action, milter) = Action::parse(head)?;
         return parse_action(action, milter, rest);
     }
     if body.starts_with("proxy-")
-        && let Some((head, rest)) = body.split_once(": ")
+        && let Some((head, rest)) = split_once(body, ": ")
         && let Some((action, milter)) = Action::parse(head)
     {
         return parse_action(action, milter, rest);
     }
     if let Some(rest) = body.strip_prefix("improper command pipelining after ") {
-        let (after, rest) = rest.split_once(" from ")?;
+        let (after, rest) = split_once(rest, " from ")?;
         let (client, rest) = parse_client_prefix(rest)?;
         return Some(PostfixMsg::ImproperPipelining {
             after,
@@ -1205,7 +1205,7 @@ fn parse_common(body: &str) -> Option<PostfixMsg<'_>> {
 /// `Anonymous TLS connection established from name[ip]: TLSv1.3 with cipher X (…)`
 /// and the outbound `Trusted TLS connection established to name[ip]:25: …`.
 fn parse_tls_established(body: &str) -> Option<PostfixMsg<'_>> {
-    let (trust, rest) = body.split_once(" TLS connection established ")?;
+    let (trust, rest) = split_once(body, " TLS connection established ")?;
     if !matches!(trust, "Anonymous" | "Untrusted" | "Trusted" | "Verified") {
         return None;
     }
@@ -1219,7 +1219,7 @@ fn parse_tls_established(body: &str) -> Option<PostfixMsg<'_>> {
         }
     };
     let rest = rest.strip_prefix(": ")?;
-    let (protocol, rest) = rest.split_once(" with cipher ")?;
+    let (protocol, rest) = split_once(rest, " with cipher ")?;
     let cipher = rest.split(' ').next().unwrap_or(rest);
     Some(PostfixMsg::TlsEstablished {
         trust,
@@ -1233,7 +1233,7 @@ fn parse_tls_established(body: &str) -> Option<PostfixMsg<'_>> {
 /// `cache btree:/var/lib/postfix/postscreen_cache full cleanup: retained=1 dropped=0 entries`.
 fn parse_cache_cleanup(body: &str) -> Option<PostfixMsg<'_>> {
     let rest = body.strip_prefix("cache ")?;
-    let (cache, rest) = rest.split_once(" full cleanup: ")?;
+    let (cache, rest) = split_once(rest, " full cleanup: ")?;
     Some(PostfixMsg::CacheCleanup {
         cache,
         retained: plain_field(rest, "retained")?.parse().ok()?,
@@ -1253,7 +1253,7 @@ fn parse_warning(text: &str) -> PostfixMsg<'_> {
     }
     if let Some((client, rest)) = parse_client_prefix(text)
         && let Some(rest) = rest.strip_prefix(": SASL ")
-        && let Some((method, rest)) = rest.split_once(" authentication failed")
+        && let Some((method, rest)) = split_once(rest, " authentication failed")
     {
         let rest = rest.strip_prefix(':').unwrap_or(rest).trim_start();
         let (reason, sasl_username) = match rsplit_once(rest, "sasl_username=") {
@@ -1268,20 +1268,20 @@ fn parse_warning(text: &str) -> PostfixMsg<'_> {
         };
     }
     if let Some(rest) = text.strip_prefix("hostname ")
-        && let Some((hostname, rest)) = rest.split_once(" does not resolve to address ")
+        && let Some((hostname, rest)) = split_once(rest, " does not resolve to address ")
     {
-        let (ip, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+        let (ip, detail) = split_once(rest, ": ").unwrap_or((rest, ""));
         return PostfixMsg::ReverseDnsMismatch { hostname, ip, detail };
     }
-    if let Some((ip, rest)) = text.split_once(": address not listed for hostname ") {
+    if let Some((ip, rest)) = split_once(text, ": address not listed for hostname ") {
         return PostfixMsg::ReverseDnsMismatch {
             hostname: rest,
             ip,
             detail: "address not listed for hostname",
         };
     }
-    if let Some((limit, rest)) = text.split_once(" limit exceeded: ")
-        && let Some((count, rest)) = rest.split_once(" from ")
+    if let Some((limit, rest)) = split_once(text, " limit exceeded: ")
+        && let Some((count, rest)) = split_once(rest, " from ")
         && let Some((client, rest)) = parse_client_prefix(rest)
         && let Some(service) = rest.strip_prefix(" for service ")
         && let Ok(count) = count.parse()
@@ -1339,7 +1339,7 @@ fn parse_postscreen(body: &str) -> Option<PostfixMsg<'_>> {
         return Some(PostfixMsg::ScreenDisconnect { ip, port });
     }
     if let Some(rest) = body.strip_prefix("DNSBL rank ") {
-        let (rank, rest) = rest.split_once(" for ")?;
+        let (rank, rest) = split_once(rest, " for ")?;
         let (ip, port, _) = parse_bracket_addr(rest)?;
         return Some(PostfixMsg::ScreenDnsblRank {
             rank: rank.parse().ok()?,
@@ -1348,8 +1348,8 @@ fn parse_postscreen(body: &str) -> Option<PostfixMsg<'_>> {
         });
     }
     if let Some(rest) = body.strip_prefix("PREGREET ") {
-        let (bytes, rest) = rest.split_once(" after ")?;
-        let (after, rest) = rest.split_once(" from ")?;
+        let (bytes, rest) = split_once(rest, " after ")?;
+        let (after, rest) = split_once(rest, " from ")?;
         let (ip, port, rest) = parse_bracket_addr(rest)?;
         return Some(PostfixMsg::ScreenPregreet {
             bytes: bytes.parse().ok()?,
@@ -1360,7 +1360,7 @@ fn parse_postscreen(body: &str) -> Option<PostfixMsg<'_>> {
         });
     }
     if let Some(rest) = body.strip_prefix("HANGUP after ") {
-        let (after, rest) = rest.split_once(" from ")?;
+        let (after, rest) = split_once(rest, " from ")?;
         let (ip, port, rest) = parse_bracket_addr(rest)?;
         return Some(PostfixMsg::ScreenHangup {
             after: after.parse().ok()?,
@@ -1405,7 +1405,7 @@ fn parse_postscreen(body: &str) -> Option<PostfixMsg<'_>> {
         }
     }
     if body.starts_with("reject: connect from ") || body.starts_with("NOQUEUE: reject: CONNECT from ") {
-        let rest = body.split_once(" from ")?.1;
+        let rest = split_once(body, " from ")?.1;
         let (ip, port, rest) = parse_bracket_addr(rest)?;
         let (code, enhanced, text) = split_reply(rest.strip_prefix(": ").unwrap_or(rest));
         return Some(PostfixMsg::Action {

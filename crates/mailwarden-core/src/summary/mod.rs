@@ -649,36 +649,37 @@ pub fn normalize_reason(text: &str) -> String {
         t = &t[i + 3..];
     }
     let mut out = String::with_capacity(t.len());
-    let mut chars = t.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => {
-                let inner: String = chars.by_ref().take_while(|&c| c != ']').collect();
-                if inner
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
-                    && !inner.is_empty()
-                {
-                    out.push_str("[…]");
+    let mut rest = t;
+    while let Some(i) = rest.find(['[', '<']) {
+        out.push_str(&rest[..i]);
+        let open = rest.as_bytes()[i];
+        let close = if open == b'[' { ']' } else { '>' };
+        let after = &rest[i + 1..];
+        match after.find(close) {
+            Some(j) => {
+                let inner = &after[..j];
+                let generic = if open == b'[' {
+                    !inner.is_empty()
+                        && inner
+                            .chars()
+                            .all(|c| c.is_ascii_hexdigit() || c == '.' || c == ':')
                 } else {
-                    out.push('[');
-                    out.push_str(&inner);
-                    out.push(']');
-                }
-            }
-            '<' => {
-                let inner: String = chars.by_ref().take_while(|&c| c != '>').collect();
-                if inner.contains('@') {
-                    out.push_str("<…>");
+                    inner.contains('@')
+                };
+                if generic {
+                    out.push_str(if open == b'[' { "[…]" } else { "<…>" });
                 } else {
-                    out.push('<');
-                    out.push_str(&inner);
-                    out.push('>');
+                    out.push_str(&rest[i..i + 2 + j]);
                 }
+                rest = &after[j + 1..];
             }
-            _ => out.push(c),
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
         }
     }
+    out.push_str(rest);
     truncate(&out, 160)
 }
 
@@ -688,10 +689,6 @@ fn is_local_agent(agent: &str, relay: &str) -> bool {
         || relay.contains("lmtp")
         || relay.contains("[/")
         || relay.contains("[private/")
-}
-
-fn is_loopback(ip: &str) -> bool {
-    ip.starts_with("127.") || ip == "::1"
 }
 
 impl Summarizer {
@@ -1126,7 +1123,9 @@ impl Summarizer {
         }
         // Unauthenticated mail: senders, and relaying to other servers.
         let client_ip = rec.client.as_ref().map(|c| c.ip.as_str());
-        if rec.origin == Origin::Smtp && rec.sasl_username.is_none() && !client_ip.is_some_and(is_loopback) {
+        // Re-injected copies are merged into their message; an orphaned copy
+        // (its first part was evicted) carries a parent id and is skipped here.
+        if rec.origin == Origin::Smtp && rec.sasl_username.is_none() && rec.parent_queue_id.is_none() {
             let sender = match rec.from.as_deref() {
                 Some("") => "<>".to_owned(),
                 Some(s) => s.to_owned(),

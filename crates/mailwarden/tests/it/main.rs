@@ -1,0 +1,3 @@
+//! The mailwarden crate's single integration-test binary.
+
+mod e2e_mail;
