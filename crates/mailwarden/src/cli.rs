@@ -103,6 +103,11 @@ pub struct InputArgs {
     /// Never show a progress bar (it is shown only when stderr is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+
+    /// Read the bundled sample (real Postfix + Dovecot logs from the project's
+    /// test lab) instead of FILE or the system's mail log.
+    #[arg(long, conflicts_with = "files")]
+    pub sample: bool,
 }
 
 /// `logs summary` options.

@@ -12,7 +12,8 @@ pub fn stdout() -> BufWriter<Stdout> {
 
 /// Writes one value as a JSON line.
 pub fn json_line<W: Write + ?Sized, T: Serialize>(w: &mut W, v: &T) -> io::Result<()> {
-    serde_json::to_writer(&mut *w, v).map_err(io::Error::other)?;
+    // serde_json keeps the I/O error's kind (a closed pipe stays BrokenPipe).
+    serde_json::to_writer(&mut *w, v).map_err(io::Error::from)?;
     w.write_all(b"\n")
 }
 

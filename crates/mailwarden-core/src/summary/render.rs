@@ -187,7 +187,7 @@ pub fn render_text(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:>7}   messages incomplete (input ended or evicted mid-message)",
+        "  {:>7}   messages still queued or cut off when the input ended (or evicted)",
         t.incomplete
     );
     let _ = writeln!(

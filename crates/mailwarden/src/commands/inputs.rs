@@ -17,6 +17,9 @@ use crate::cli::{InputArgs, parse_duration_secs};
 const SAMPLE_POSTFIX: &[u8] = include_bytes!("../../samples/mail.log.gz");
 const SAMPLE_DOVECOT: &[u8] = include_bytes!("../../samples/dovecot.log.gz");
 
+/// The year the bundled sample was recorded in.
+const SAMPLE_YEAR: i32 = 2026;
+
 /// Where the system mail log usually is (Debian/Ubuntu, then RHEL/SUSE).
 const SYSTEM_LOGS: &[&str] = &["/var/log/mail.log", "/var/log/maillog"];
 
@@ -30,6 +33,9 @@ pub struct ResolvedInputs {
 
 /// Files as named, `-` as stdin; with none, the system log or the sample.
 pub fn resolve(args: &InputArgs) -> ResolvedInputs {
+    if args.sample {
+        return sample();
+    }
     if !args.files.is_empty() {
         let sources = args
             .files
@@ -61,6 +67,10 @@ pub fn resolve(args: &InputArgs) -> ResolvedInputs {
          (real Postfix + Dovecot logs from the project's test lab). Name files, or - for stdin.",
         SYSTEM_LOGS.join(" or ")
     );
+    sample()
+}
+
+fn sample() -> ResolvedInputs {
     ResolvedInputs {
         sources: vec![
             InputSource::Memory {
@@ -94,7 +104,13 @@ pub fn pipeline_config(args: &InputArgs, using_sample: bool) -> anyhow::Result<P
     } else {
         zone(args.timezone.as_deref())?
     };
-    let reference_override = match args.year {
+    let year = match (args.year, using_sample) {
+        (Some(y), _) => Some(y),
+        // The sample's year-less stamps were written in this year.
+        (None, true) => Some(SAMPLE_YEAR),
+        (None, false) => None,
+    };
+    let reference_override = match year {
         Some(y) if !(1970..=9999).contains(&y) => bail!("--year {y} is out of range (1970..=9999)"),
         Some(y) => Some(
             CivilDateTime {

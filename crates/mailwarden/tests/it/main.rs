@@ -1,3 +1,8 @@
-//! The mailwarden crate's single integration-test binary.
+//! The mailwarden crate's single integration-test binary: end-to-end tests
+//! against a real Postfix + Dovecot lab, and CLI tests that run the built
+//! binary in a temporary directory.
 
+mod cli;
 mod e2e_mail;
+mod e2e_parsed;
+mod support;
