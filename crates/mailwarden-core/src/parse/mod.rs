@@ -213,7 +213,79 @@ fn unparsed<'b>(reason: UnparsedReason) -> EventKind<'b> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+
     use super::*;
+    use crate::framing::{Format, Framer, FramerConfig};
+    use crate::time::{TimeContext, Timestamp};
+
+    /// A JSON object whose deserialization fails on a repeated key.
+    struct UniqueKeys;
+
+    impl<'de> Deserialize<'de> for UniqueKeys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = UniqueKeys;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<UniqueKeys, A::Error> {
+                    let mut seen = HashSet::new();
+                    while let Some(k) = m.next_key::<String>()? {
+                        if !seen.insert(k.clone()) {
+                            return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                        }
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                    Ok(UniqueKeys)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    #[test]
+    fn event_json_has_no_duplicate_keys() {
+        // Family fields are flattened beside the envelope's (`kind`, `pid`,
+        // `host`, `program`…); a clash would silently lose one value.
+        let lines = [
+            "Mar 14 00:00:31 mx postfix/bounce[9]: 17CCA8044: sender non-delivery notification: ADD2F8052",
+            "Mar 14 00:00:31 mx postfix/submission/smtpd[9]: 4PbC4x469Jz3tBr: client=a[192.0.2.1], sasl_method=PLAIN, sasl_username=u",
+            "Mar 14 00:00:31 mx postfix/smtp[9]: 4PbC4x469Jz3tBr: to=<a@b>, orig_to=<c@d>, relay=x[192.0.2.2]:25, delay=1, delays=1/0/0/0, dsn=2.0.0, status=sent (250 ok queued as X1)",
+            "Mar 14 00:00:31 mx postfix/smtpd[9]: NOQUEUE: reject: RCPT from a[192.0.2.1]: 554 5.7.1 <x@y>: Relay access denied; from=<a@b> to=<x@y> proto=ESMTP helo=<h>",
+            "Mar 14 00:00:31 mx dovecot[9]: imap-login: Login: user=<a@b>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=5, TLS, session=<x>",
+            "Mar 14 00:00:31 mx dovecot[9]: imap-login: Disconnected (auth failed, 3 attempts in 15 secs): user=<a@b>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, TLS, session=<x>",
+            "Mar 14 00:00:31 mx dovecot[9]: auth: passwd-file(a@b,192.0.2.1,<x>): Password mismatch",
+            "Mar 14 00:00:31 mx dovecot[9]: lmtp(a@b)<5><x>: msgid=<m@x>: saved mail to INBOX",
+            "Mar 14 00:00:31 mx dovecot[9]: master: Dovecot v2.3.19.1 (9b53102964) starting up for imap, lmtp",
+            "May 15 02:05:03 mail rspamd[27538]: <8ae27d>; proxy; rspamd_task_write_log: id: <m@x>, qid: <A785B308622AB>, ip: 10.154.200.17, user: a@b, from: <a@b>, (default: F (no action): [-0.64/20.00] [BAYES_HAM(-3.00){100.00%;}]), len: 2348, time: 750.636ms real, 5.680ms virtual, dns req: 47, digest: <b1035f4fb07162ba88053d9e38df9c93>, rcpts: <j@x>, mime_rcpts: <j@x>",
+            "2023-03-14T00:08:35.940347+01:00 helga amavis[237978]: (237978-11) Passed CLEAN {RelayedInbound}, [185.31.160.120]:41695 [45.141.85.146] ESMTP/ESMTP <a@b> -> <c@d>, Queue-ID: 4PbC4x469Jz3tBr, Message-ID: <m@x>, mail_id: VQ, Hits: 2.9, size: 175061, queued_as: 4PbC4z6W5Qz3tG3, 2131 ms",
+            "Mar 14 00:00:31 mx sogod[9]: SOGoRootPage successful login from '192.0.2.1' for user 'a@b' - expire = -1  grace = -1",
+            "Mar 14 00:00:31 mx nginx[9]: 192.0.2.1 - a [14/Mar/2023:00:00:31 +0100] \"GET / HTTP/1.1\" 200 5 \"-\" \"ua\"",
+            "2023/03/14 00:00:31 [error] 12#12: *1 open() \"/x\" failed, client: 192.0.2.1, server: mx, request: \"GET /x HTTP/1.1\", host: \"mx\"",
+            "2023-03-14  0:00:31 0 [Note] Starting MariaDB 10.11.6-MariaDB source revision x as process 1",
+            r#"{"time":1678748431,"priority":"crit","program":"netfilter","message":"Banning 192.0.2.7/32 for 30 minutes"}"#,
+        ];
+        let mut framer = Framer::new(FramerConfig {
+            format: Format::Auto,
+            program_hint: None,
+            time: TimeContext::utc(Timestamp::from_unix_seconds(1_700_000_000)),
+        });
+        for line in lines {
+            with_event(&mut framer, line, |ev| {
+                assert!(!ev.kind.is_unparsed(), "{line}: {:?}", ev.kind);
+                let json = serde_json::to_string(ev).unwrap();
+                if let Err(e) = serde_json::from_str::<UniqueKeys>(&json) {
+                    panic!("{e} in {json}");
+                }
+            });
+        }
+    }
 
     #[test]
     fn families() {

@@ -466,7 +466,8 @@ pub enum PostfixMsg<'a> {
     /// bounce: `QID: sender non-delivery notification: NEWQID`.
     Notification {
         /// `sender non-delivery`, `sender delay`, `sender delivery status`, `postmaster non-delivery`, …
-        kind: &'a str,
+        /// (named `notification`: `kind` is the event family's key).
+        notification: &'a str,
         /// The queue id of the notification message.
         new_queue_id: &'a str,
     },
@@ -779,7 +780,7 @@ fn parse_queued<'a>(daemon: &str, body: &'a str) -> Option<PostfixMsg<'a>> {
         && let Some((kind, new_qid)) = rsplit_once(body, " notification: ")
     {
         return Some(PostfixMsg::Notification {
-            kind,
+            notification: kind,
             new_queue_id: new_qid,
         });
     }

@@ -319,7 +319,7 @@ fn queue_and_delivery() {
     check(
         "postfix/bounce",
         "17CCA8044: sender non-delivery notification: ADD2F8052",
-        json!({"queue_id": "17CCA8044", "event": "notification", "kind": "sender non-delivery", "new_queue_id": "ADD2F8052"}),
+        json!({"queue_id": "17CCA8044", "event": "notification", "notification": "sender non-delivery", "new_queue_id": "ADD2F8052"}),
     );
     check(
         "postfix/pickup",
