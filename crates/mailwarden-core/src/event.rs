@@ -96,13 +96,14 @@ pub struct QueueId<'a>(&'a str);
 impl<'a> QueueId<'a> {
     /// Accepts `s` if it has the shape of a short or long queue id.
     ///
-    /// Short ids are 6 to 16 upper-case hex digits. Long ids are 6 base-52
+    /// Short ids are 6 to 24 upper-case hex digits (microseconds plus the
+    /// queue file's inode, which is up to 16 hex digits on 64-bit systems). Long ids are 6 base-52
     /// seconds digits, 4 microsecond digits, the separator `z` and the inode
     /// number: at least 12 alphanumerics with `z` at index 10.
     pub fn parse(s: &'a str) -> Option<QueueId<'a>> {
         let b = s.as_bytes();
         let short =
-            (6..=16).contains(&b.len()) && b.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
+            (6..=24).contains(&b.len()) && b.iter().all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c));
         let long =
             (12..=24).contains(&b.len()) && b[10] == b'z' && b.iter().all(|c| c.is_ascii_alphanumeric());
         (short || long).then_some(QueueId(s))
@@ -307,7 +308,13 @@ mod tests {
 
     #[test]
     fn queue_id_shapes() {
-        for ok in ["A785B308622AB", "4F3A21", "4PbC4x469Jz3tBr", "4PbC4x469Jz3tBrX"] {
+        for ok in [
+            "A785B308622AB",
+            "4F3A21",
+            "4PbC4x469Jz3tBr",
+            "4PbC4x469Jz3tBrX",
+            "ED06590130AA1C9D6D862",
+        ] {
             assert!(QueueId::parse(ok).is_some(), "{ok}");
         }
         for bad in [

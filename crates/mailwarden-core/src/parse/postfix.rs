@@ -1234,7 +1234,8 @@ fn parse_tls_established(body: &str) -> Option<PostfixMsg<'_>> {
 /// `cache btree:/var/lib/postfix/postscreen_cache full cleanup: retained=1 dropped=0 entries`.
 fn parse_cache_cleanup(body: &str) -> Option<PostfixMsg<'_>> {
     let rest = body.strip_prefix("cache ")?;
-    let (cache, rest) = split_once(rest, " full cleanup: ")?;
+    let (cache, rest) =
+        split_once(rest, " full cleanup: ").or_else(|| split_once(rest, " partial cleanup: "))?;
     Some(PostfixMsg::CacheCleanup {
         cache,
         retained: plain_field(rest, "retained")?.parse().ok()?,

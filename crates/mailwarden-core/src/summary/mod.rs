@@ -218,6 +218,9 @@ pub struct ReasonGroup {
 pub struct SmtpdStats {
     /// `connect from` lines.
     pub connections: u64,
+    /// Of which from loopback (content-filter re-injection, local
+    /// applications); pflogsumm leaves the re-injection listener out.
+    pub loopback_connections: u64,
     /// Distinct client hosts.
     pub hosts: u64,
     /// Sum of connect→disconnect time (seconds).
@@ -814,6 +817,9 @@ impl Summarizer {
         match msg {
             PostfixMsg::Connect { client } => {
                 self.summary.smtpd.connections += 1;
+                if client.ip.starts_with("127.") || client.ip == "::1" {
+                    self.summary.smtpd.loopback_connections += 1;
+                }
                 if let (Some(ts), Some(pid)) = (ev.ts, ev.pid) {
                     self.sessions.insert((host_key(ev.host), pid), ts);
                 }

@@ -198,7 +198,11 @@ pub fn render_text(s: &Summary) -> String {
 
     let sm = &s.smtpd;
     out.push_str("\nsmtpd\n\n");
-    let _ = writeln!(out, "  {:>7}   connections", sm.connections);
+    let _ = writeln!(
+        out,
+        "  {:>7}   connections ({} from loopback)",
+        sm.connections, sm.loopback_connections
+    );
     let _ = writeln!(out, "  {:>7}   hosts/domains", sm.hosts);
     let _ = writeln!(out, "  {:>7.1}   avg. connect time (seconds)", sm.avg_seconds);
     let _ = writeln!(out, "  {:>7}   total connect time", hms(sm.total_seconds));

@@ -397,6 +397,16 @@ fn postscreen_and_dnsbl() {
         json!({"event": "cache_cleanup", "cache": "btree:/var/lib/postfix/postscreen_cache", "retained": 242, "dropped": 7}),
     );
     check(
+        "postfix/verify",
+        "cache btree:/var/lib/postfix/verify_cache partial cleanup: retained=1 dropped=0 entries",
+        json!({"event": "cache_cleanup", "cache": "btree:/var/lib/postfix/verify_cache", "retained": 1, "dropped": 0}),
+    );
+    check(
+        "postfix/qmgr",
+        "ED06590130AA1C9D6D862: skipped, still being delivered",
+        json!({"queue_id": "ED06590130AA1C9D6D862", "event": "postsuper", "action": "skipped, still being delivered"}),
+    );
+    check(
         "postfix/dnsblog",
         "addr 2607:f8b0:4003:c01::23a listed by domain list.dnswl.org as 127.0.5.1",
         json!({"event": "dnsbl_listed", "ip": "2607:f8b0:4003:c01::23a", "domain": "list.dnswl.org", "reply": "127.0.5.1"}),
