@@ -231,6 +231,8 @@ pub struct SmtpdStats {
     pub max_seconds: f64,
     /// Per day.
     pub per_day: Vec<ConnectionDay>,
+    /// Per hour of the day, averaged over the days covered: (connections, seconds connected).
+    pub per_hour: Vec<(f64, f64)>,
     /// Top client hosts by connections.
     pub top_hosts: Vec<ConnectionHost>,
     /// Sessions that ended early, by reason and last command.
@@ -601,6 +603,7 @@ pub struct Summarizer {
     bounces: ReasonTally,
     sessions: FxHashMap<(u64, u32), Timestamp>,
     conn_days: BTreeMap<Date, ConnAcc>,
+    conn_hours: [(u64, f64); 24],
     conn_hosts: FxHashMap<String, ConnAcc>,
     aborted: Tally,
     non_smtp: Tally,
@@ -715,6 +718,7 @@ impl Summarizer {
             bounces: ReasonTally::default(),
             sessions: FxHashMap::default(),
             conn_days: BTreeMap::new(),
+            conn_hours: [(0, 0.0); 24],
             conn_hosts: FxHashMap::default(),
             aborted: Tally::default(),
             non_smtp: Tally::default(),
@@ -830,6 +834,9 @@ impl Summarizer {
                 };
                 let e = self.conn_hosts.entry(host.to_owned()).or_default();
                 e.connections += 1;
+                if let Some(ts) = ev.ts {
+                    self.conn_hours[ts.local_hour() as usize].0 += 1;
+                }
                 let date = ev.ts.map(|t| t.local_date()).unwrap_or(Date {
                     year: 0,
                     month: 0,
@@ -858,6 +865,7 @@ impl Summarizer {
                         h.total += secs;
                         h.max = h.max.max(secs);
                     }
+                    self.conn_hours[start.local_hour() as usize].1 += secs;
                     let d = self.conn_days.entry(start.local_date()).or_default();
                     d.total += secs;
                     d.max = d.max.max(secs);
@@ -1252,6 +1260,12 @@ impl Summarizer {
                 total_seconds: c.total,
                 max_seconds: c.max,
             })
+            .collect();
+        let conn_days = self.conn_days.keys().filter(|d| d.year != 0).count().max(1) as f64;
+        sm.per_hour = self
+            .conn_hours
+            .iter()
+            .map(|(c, t)| (*c as f64 / conn_days, t / conn_days))
             .collect();
         let mut hosts: Vec<ConnectionHost> = self
             .conn_hosts

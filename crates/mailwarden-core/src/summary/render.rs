@@ -301,6 +301,22 @@ pub fn render_text(s: &Summary) -> String {
             d.max_seconds
         );
     }
+    heading(&mut out, "Per-Hour SMTPD Connection Daily Average");
+    let _ = writeln!(
+        out,
+        "    {:<12} {:>11} {:>12}",
+        "hour", "connections", "time conn."
+    );
+    for (h, (c, t)) in sm.per_hour.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "    {:02}00-{:02}00    {:>11.0} {:>12}",
+            h,
+            h + 1,
+            c,
+            hms(*t)
+        );
+    }
     heading(&mut out, "Host/Domain Summary: SMTPD Connections");
     let _ = writeln!(
         out,
