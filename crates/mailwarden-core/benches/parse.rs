@@ -29,7 +29,7 @@ use mailwarden_core::summary::{Summarizer, SummaryConfig};
 use mailwarden_core::time::{TimeContext, parse_rfc3339_prefix};
 
 /// Real lines from the production corpus, in log order (lines 27–32, 38–47,
-/// 81–102, 201, 309, 424 and 1801 of the test log).
+/// 81–102, 201, 335, 470 and 1801 of the test log).
 const LINES: &[&str] = &[
     r#"2023-03-14T00:03:53.704542+01:00 helga postfix/postscreen[3163107]: CONNECT from [180.214.239.18]:37981 to [188.34.187.246]:25"#,
     r#"2023-03-14T00:03:53.821285+01:00 helga postfix/dnsblog[301152]: addr 180.214.239.18 listed by domain zen.spamhaus.org as 127.0.0.2"#,
@@ -78,7 +78,9 @@ const LINES: &[&str] = &[
 fn framer(format: Format) -> Framer {
     // Year-less stamps would be placed at or before the reference; these lines
     // all carry a year and an offset, so it is only there because it must be.
-    let reference = parse_rfc3339_prefix(b"2023-03-17T00:00:00Z").expect("a valid stamp").0;
+    let reference = parse_rfc3339_prefix(b"2023-03-17T00:00:00Z")
+        .expect("a valid stamp")
+        .0;
     Framer::new(FramerConfig {
         format,
         program_hint: None,

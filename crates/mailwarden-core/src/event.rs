@@ -162,10 +162,11 @@ pub enum EventKind<'a> {
     Postfix(PostfixEvent<'a>),
     /// Dovecot (logins, auth failures, LMTP delivery, quota).
     Dovecot(DovecotEvent<'a>),
-    /// Rspamd scan results.
-    Rspamd(RspamdEvent<'a>),
-    /// amavisd-new content-filter results.
-    Amavis(AmavisEvent<'a>),
+    /// Rspamd scan results (boxed: the scan line is large and rare, and every
+    /// event would otherwise carry its size).
+    Rspamd(Box<RspamdEvent<'a>>),
+    /// amavisd-new content-filter results (boxed, as Rspamd).
+    Amavis(Box<AmavisEvent<'a>>),
     /// SOGo groupware logins.
     Sogo(SogoEvent<'a>),
     /// nginx access and error lines (Mailcow's web front).

@@ -365,12 +365,20 @@ pub struct Stitcher {
     by_message_id: FxHashMap<String, String>,
     /// smtpd process (host, daemon pid) → the queue id it last opened, to
     /// detect messages abandoned before DATA when the session ends.
-    sessions: FxHashMap<(Option<String>, u32), String>,
+    sessions: FxHashMap<(u64, u32), String>,
     seq: u64,
     now_micros: i64,
     last_sweep_micros: i64,
     out: VecDeque<MessageRecord>,
     stats: StitchStats,
+}
+
+/// A hash of the logging host, to key per-process state without allocating.
+pub(crate) fn host_key(host: Option<&str>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    host.hash(&mut h);
+    h.finish()
 }
 
 fn is_loopback_relay(relay: &str) -> bool {
@@ -547,8 +555,7 @@ impl Stitcher {
                     rec.origin = Origin::Smtp;
                     rec.service = Some(p.service.to_owned());
                     if let Some(pid) = ev.pid {
-                        self.sessions
-                            .insert((ev.host.map(str::to_owned), pid), qid.to_owned());
+                        self.sessions.insert((host_key(ev.host), pid), qid.to_owned());
                     }
                     rec.client = Some(ClientInfo {
                         name: client.name.to_owned(),
@@ -699,7 +706,10 @@ impl Stitcher {
     /// An smtpd session ended (or its process took a new connection): a
     /// message it opened that never reached cleanup was abandoned before DATA.
     fn end_session(&mut self, host: Option<&str>, pid: u32, pos: Position, raw: &str, ts: Option<Timestamp>) {
-        let Some(qid) = self.sessions.remove(&(host.map(str::to_owned), pid)) else {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let Some(qid) = self.sessions.remove(&(host_key(host), pid)) else {
             return;
         };
         let abandoned = self.open.get(&qid).is_some_and(|o| {

@@ -281,7 +281,42 @@ fn digits(s: &[u8]) -> Option<u32> {
 ///
 /// Returns the timestamp and the number of bytes consumed.
 pub fn parse_rfc3339_prefix(s: &[u8]) -> Result<(Timestamp, usize), TimeError> {
-    let (civil, mut i) = parse_civil_prefix(s)?;
+    let (civil, i) = parse_civil_prefix(s)?;
+    let (offset_secs, i) = parse_offset(s, i)?;
+    Ok((civil.at_offset(offset_secs), i))
+}
+
+/// Remembers the last RFC 3339 stamp's `YYYY-MM-DDTHH:MM:SS` part and its
+/// value: consecutive log lines mostly share the second, and comparing 19
+/// bytes is cheaper than parsing and converting them again.
+#[derive(Clone, Debug, Default)]
+pub struct StampCache {
+    key: [u8; 19],
+    civil: Option<CivilDateTime>,
+}
+
+/// [`parse_rfc3339_prefix`] with a [`StampCache`]; same results.
+pub fn parse_rfc3339_prefix_cached(
+    s: &[u8],
+    cache: &mut StampCache,
+) -> Result<(Timestamp, usize), TimeError> {
+    let civil = match (s.get(..19), cache.civil) {
+        (Some(head), Some(c)) if head == cache.key => c,
+        (Some(head), _) => {
+            let (c, _) = parse_civil_prefix(&s[..19])?;
+            cache.key.copy_from_slice(head);
+            cache.civil = Some(c);
+            c
+        }
+        (None, _) => return Err(TimeError::Layout),
+    };
+    let (micros, i) = parse_fraction(s, 19);
+    let (offset_secs, i) = parse_offset(s, i)?;
+    Ok((CivilDateTime { micros, ..civil }.at_offset(offset_secs), i))
+}
+
+/// Reads `Z` or `±hh:mm`/`±hhmm` at `s[i..]`: (offset seconds, end).
+fn parse_offset(s: &[u8], mut i: usize) -> Result<(i32, usize), TimeError> {
     let offset_secs = match s.get(i) {
         Some(b'Z' | b'z') => {
             i += 1;
@@ -302,7 +337,7 @@ pub fn parse_rfc3339_prefix(s: &[u8]) -> Result<(Timestamp, usize), TimeError> {
         }
         _ => return Err(TimeError::Layout),
     };
-    Ok((civil.at_offset(offset_secs), i))
+    Ok((offset_secs, i))
 }
 
 /// Reads `YYYY-MM-DD[T ]HH:MM:SS[.frac]` at the start of `s`, without a zone.
@@ -651,6 +686,27 @@ mod tests {
             "2023/03/14",
         ] {
             assert!(parse_rfc3339_prefix(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cached_parse_agrees_with_plain_parse() {
+        let mut cache = StampCache::default();
+        for text in [
+            "2023-03-14T00:00:31.185246+01:00 x",
+            "2023-03-14T00:00:31.9Z",
+            "2023-03-14T00:00:31-0500",
+            "2023-03-14T00:00:32+01:00",
+            "2023-03-14T00:00:32+01:00",
+            "2023-02-30T00:00:00Z",
+            "2023-03-14T00:00:32",
+            "2023-03",
+        ] {
+            assert_eq!(
+                parse_rfc3339_prefix_cached(text.as_bytes(), &mut cache),
+                parse_rfc3339_prefix(text.as_bytes()),
+                "{text}"
+            );
         }
     }
 

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::event::{Severity, UnparsedReason};
 use crate::parse::Family;
-use crate::time::{Clock, TimeContext, Timestamp};
+use crate::time::{Clock, StampCache, TimeContext, Timestamp};
 
 /// A line with its framing removed.
 #[derive(Clone, Debug, PartialEq)]
@@ -147,6 +147,7 @@ pub struct Framer {
     format: Format,
     program_hint: Option<String>,
     clock: Clock,
+    stamps: StampCache,
 }
 
 impl Framer {
@@ -156,6 +157,7 @@ impl Framer {
             format: cfg.format,
             program_hint: cfg.program_hint,
             clock: Clock::new(cfg.time),
+            stamps: StampCache::default(),
         }
     }
 
@@ -164,14 +166,22 @@ impl Framer {
         if line.trim().is_empty() {
             return Err(UnparsedReason::Empty);
         }
-        if line.as_bytes().contains(&0) {
-            return Err(UnparsedReason::Binary);
-        }
         let format = match self.format {
-            Format::Auto => detect(line.as_bytes()).ok_or(UnparsedReason::Framing)?,
-            f => f,
+            Format::Auto => detect(line.as_bytes()),
+            f => Some(f),
         };
-        let mut framed = self.frame_as(format, line)?;
+        let framed = format
+            .ok_or(UnparsedReason::Framing)
+            .and_then(|f| self.frame_as(f, line));
+        // A line that frames is kept whatever bytes its message holds (they are
+        // escaped on output); one that does not is called binary if it has NULs.
+        let mut framed = framed.map_err(|e| {
+            if memchr::memchr(0, line.as_bytes()).is_some() {
+                UnparsedReason::Binary
+            } else {
+                e
+            }
+        })?;
         if framed.program.is_empty()
             && let Some(hint) = &self.program_hint
         {
@@ -185,7 +195,7 @@ impl Framer {
             Format::Auto => self.frame(line),
             Format::Rfc3164 => syslog::frame_rfc3164(line, &mut self.clock),
             Format::Rfc5424 => syslog::frame_rfc5424(line),
-            Format::Rfc3339 => syslog::frame_rfc3339(line),
+            Format::Rfc3339 => syslog::frame_rfc3339(line, &mut self.stamps),
             Format::Docker | Format::Journald | Format::Mailcow => json::frame_json(line, format, self),
             Format::Dovecot => native::frame_dovecot(line, &mut self.clock),
             Format::Rspamd => native::frame_rspamd(line, &mut self.clock),

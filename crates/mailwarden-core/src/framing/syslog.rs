@@ -4,7 +4,9 @@ use std::borrow::Cow;
 
 use super::{Format, Framed, split_tag};
 use crate::event::{Severity, UnparsedReason};
-use crate::time::{Clock, TimeError, parse_rfc3339_prefix, parse_yearless_prefix};
+use crate::time::{
+    Clock, StampCache, TimeError, parse_rfc3339_prefix, parse_rfc3339_prefix_cached, parse_yearless_prefix,
+};
 
 /// Strips an optional `<PRI>` and returns the severity it carries.
 fn strip_pri(line: &str) -> (Option<Severity>, &str) {
@@ -98,9 +100,9 @@ pub(super) fn frame_rfc3164<'a>(line: &'a str, clock: &mut Clock) -> Result<Fram
 
 /// `[<PRI>]YYYY-MM-DDTHH:MM:SS[.frac]±hh:mm host tag[pid]: msg` (rsyslog's
 /// `RSYSLOG_FileFormat` and `RSYSLOG_ForwardFormat`).
-pub(super) fn frame_rfc3339(line: &str) -> Result<Framed<'_>, UnparsedReason> {
+pub(super) fn frame_rfc3339<'a>(line: &'a str, cache: &mut StampCache) -> Result<Framed<'a>, UnparsedReason> {
     let (severity, rest) = strip_pri(line);
-    let (ts, n) = parse_rfc3339_prefix(rest.as_bytes()).map_err(time_err)?;
+    let (ts, n) = parse_rfc3339_prefix_cached(rest.as_bytes(), cache).map_err(time_err)?;
     let after = &rest[n..];
     if !after.starts_with(' ') {
         return Err(UnparsedReason::Framing);

@@ -43,7 +43,33 @@ pub enum Family {
     Mariadb,
 }
 
+/// Every family, in report order.
+pub const FAMILIES: [Family; 8] = [
+    Family::Postfix,
+    Family::Dovecot,
+    Family::Rspamd,
+    Family::Amavis,
+    Family::Sogo,
+    Family::Nginx,
+    Family::Netfilter,
+    Family::Mariadb,
+];
+
 impl Family {
+    /// The lower-case name used in JSON and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Postfix => "postfix",
+            Family::Dovecot => "dovecot",
+            Family::Rspamd => "rspamd",
+            Family::Amavis => "amavis",
+            Family::Sogo => "sogo",
+            Family::Nginx => "nginx",
+            Family::Netfilter => "netfilter",
+            Family::Mariadb => "mariadb",
+        }
+    }
+
     /// The `unparsed` reason for a message of this family whose shape is unknown.
     pub fn unrecognized(self) -> UnparsedReason {
         match self {
@@ -121,6 +147,10 @@ const POSTFIX_DAEMONS: &[&str] = &[
 /// The family of a program name (syslog tag), or `None` when mailwarden does
 /// not parse that program.
 pub fn family_of_program(program: &str) -> Option<Family> {
+    if program.starts_with("postfix/") {
+        // The common case, decided without searching.
+        return Some(Family::Postfix);
+    }
     if let Some(slash) = program.rfind('/') {
         let daemon = &program[slash + 1..];
         let first = &program[..program.find('/').unwrap_or(slash)];
@@ -198,8 +228,8 @@ fn parse_family<'b>(fam: Family, program: &'b str, message: &'b str) -> Option<E
     Some(match fam {
         Family::Postfix => EventKind::Postfix(postfix::parse(program, message)?),
         Family::Dovecot => EventKind::Dovecot(dovecot::parse(program, message)?),
-        Family::Rspamd => EventKind::Rspamd(rspamd::parse(program, message)?),
-        Family::Amavis => EventKind::Amavis(amavis::parse(program, message)?),
+        Family::Rspamd => EventKind::Rspamd(Box::new(rspamd::parse(program, message)?)),
+        Family::Amavis => EventKind::Amavis(Box::new(amavis::parse(program, message)?)),
         Family::Sogo => EventKind::Sogo(sogo::parse(program, message)?),
         Family::Nginx => EventKind::Nginx(nginx::parse(program, message)?),
         Family::Netfilter => EventKind::Netfilter(netfilter::parse(program, message)?),

@@ -24,10 +24,10 @@ pub use render::render_text;
 
 use crate::escape::escape_for_terminal;
 use crate::event::{Event, EventKind, Position, UnparsedReason};
-use crate::parse::Family;
 use crate::parse::postfix::{AbortReason, Action, DeliveryStatus, PostfixMsg};
 use crate::parse::text::domain_of;
-use crate::stitch::{MessageRecord, Origin, StitchStats};
+use crate::parse::{FAMILIES, Family};
+use crate::stitch::{MessageRecord, Origin, StitchStats, host_key};
 use crate::time::{Date, Timestamp};
 
 /// What the summary shows.
@@ -589,7 +589,9 @@ pub struct Summarizer {
     cfg: SummaryConfig,
     summary: Summary,
     unparsed: BTreeMap<UnparsedReason, (u64, Vec<UnparsedSample>)>,
-    by_family: FxHashMap<Family, u64>,
+    by_family: [u64; FAMILIES.len()],
+    /// The last local date computed, by offset-adjusted day number.
+    day_cache: Option<(i64, Date)>,
     days: BTreeMap<Date, DayTraffic>,
     hours: [[u64; 5]; 24],
     domains: FxHashMap<String, DomainDelivery>,
@@ -625,13 +627,6 @@ pub struct Summarizer {
     dovecot_auth_rejects: Tally,
     verdicts: Tally,
     levels: [FxHashMap<(String, String), u64>; 5],
-}
-
-fn host_key(host: Option<&str>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = rustc_hash::FxHasher::default();
-    host.hash(&mut h);
-    h.finish()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -704,7 +699,8 @@ impl Summarizer {
             cfg,
             summary: Summary::default(),
             unparsed: BTreeMap::new(),
-            by_family: FxHashMap::default(),
+            by_family: [0; FAMILIES.len()],
+            day_cache: None,
             days: BTreeMap::new(),
             hours: [[0; 5]; 24],
             domains: FxHashMap::default(),
@@ -740,6 +736,26 @@ impl Summarizer {
             dovecot_auth_rejects: Tally::default(),
             verdicts: Tally::default(),
             levels: Default::default(),
+        }
+    }
+
+    /// The local date of a timestamp (cached: consecutive lines share a day).
+    fn date_of(&mut self, ts: Option<Timestamp>) -> Date {
+        let Some(t) = ts else {
+            return Date {
+                year: 0,
+                month: 0,
+                day: 0,
+            };
+        };
+        let day = (t.unix_micros.div_euclid(1_000_000) + i64::from(t.offset_secs)).div_euclid(86_400);
+        match self.day_cache {
+            Some((d, date)) if d == day => date,
+            _ => {
+                let date = t.local_date();
+                self.day_cache = Some((day, date));
+                date
+            }
         }
     }
 
@@ -790,7 +806,7 @@ impl Summarizer {
             }
             EventKind::Postfix(p) => {
                 s.lines.events += 1;
-                *self.by_family.entry(Family::Postfix).or_default() += 1;
+                self.by_family[0] += 1;
                 self.on_postfix(ev, p.daemon, &p.msg);
             }
             other => {
@@ -805,7 +821,9 @@ impl Summarizer {
                     EventKind::Mariadb(_) => Family::Mariadb,
                     EventKind::Postfix(_) | EventKind::Unparsed(_) => return,
                 };
-                *self.by_family.entry(fam).or_default() += 1;
+                if let Some(i) = FAMILIES.iter().position(|f| *f == fam) {
+                    self.by_family[i] += 1;
+                }
                 self.on_other(ev);
             }
         }
@@ -832,16 +850,20 @@ impl Summarizer {
                 } else {
                     client.name
                 };
-                let e = self.conn_hosts.entry(host.to_owned()).or_default();
-                e.connections += 1;
+                match self.conn_hosts.get_mut(host) {
+                    Some(e) => e.connections += 1,
+                    None => {
+                        let acc = ConnAcc {
+                            connections: 1,
+                            ..ConnAcc::default()
+                        };
+                        self.conn_hosts.insert(host.to_owned(), acc);
+                    }
+                }
                 if let Some(ts) = ev.ts {
                     self.conn_hours[ts.local_hour() as usize].0 += 1;
                 }
-                let date = ev.ts.map(|t| t.local_date()).unwrap_or(Date {
-                    year: 0,
-                    month: 0,
-                    day: 0,
-                });
+                let date = self.date_of(ev.ts);
                 self.conn_days.entry(date).or_default().connections += 1;
             }
             PostfixMsg::Disconnect { client, stats } => {
@@ -1173,18 +1195,11 @@ impl Summarizer {
     pub fn finish(mut self) -> Summary {
         let top = self.cfg.top;
         let mut s = std::mem::take(&mut self.summary);
-        s.lines.by_family = self
-            .by_family
+        s.lines.by_family = FAMILIES
             .iter()
-            .map(|(f, n)| {
-                (
-                    serde_json::to_value(f)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    *n,
-                )
-            })
+            .zip(self.by_family)
+            .filter(|(_, n)| *n > 0)
+            .map(|(f, n)| (f.name().to_owned(), n))
             .collect();
         s.unparsed = self
             .unparsed
@@ -1474,18 +1489,24 @@ fn scanner_verdict_key(k: &EventKind<'_>) -> Option<String> {
     use crate::parse::amavis::{AmavisEvent, Disposition};
     use crate::parse::rspamd::RspamdEvent;
     match k {
-        EventKind::Rspamd(RspamdEvent::Task { action: Some(a), .. }) => Some(format!("rspamd: {a}")),
-        EventKind::Amavis(AmavisEvent::Verdict { action, category, .. }) => {
-            let d = match action {
-                Disposition::Passed => "Passed",
-                Disposition::Blocked => "Blocked",
-            };
-            Some(
-                format!("amavis: {d} {}", category.unwrap_or(""))
-                    .trim_end()
-                    .to_owned(),
-            )
-        }
+        EventKind::Rspamd(r) => match &**r {
+            RspamdEvent::Task { action: Some(a), .. } => Some(format!("rspamd: {a}")),
+            _ => None,
+        },
+        EventKind::Amavis(a) => match &**a {
+            AmavisEvent::Verdict { action, category, .. } => {
+                let d = match action {
+                    Disposition::Passed => "Passed",
+                    Disposition::Blocked => "Blocked",
+                };
+                Some(
+                    format!("amavis: {d} {}", category.unwrap_or(""))
+                        .trim_end()
+                        .to_owned(),
+                )
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
