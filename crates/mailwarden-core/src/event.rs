@@ -180,6 +180,22 @@ pub enum EventKind<'a> {
 }
 
 impl EventKind<'_> {
+    /// The family of a typed event; `None` for an `unparsed` record.
+    pub fn family(&self) -> Option<crate::parse::Family> {
+        use crate::parse::Family;
+        Some(match self {
+            EventKind::Postfix(_) => Family::Postfix,
+            EventKind::Dovecot(_) => Family::Dovecot,
+            EventKind::Rspamd(_) => Family::Rspamd,
+            EventKind::Amavis(_) => Family::Amavis,
+            EventKind::Sogo(_) => Family::Sogo,
+            EventKind::Nginx(_) => Family::Nginx,
+            EventKind::Netfilter(_) => Family::Netfilter,
+            EventKind::Mariadb(_) => Family::Mariadb,
+            EventKind::Unparsed(_) => return None,
+        })
+    }
+
     /// Whether this is an `unparsed` record.
     pub fn is_unparsed(&self) -> bool {
         matches!(self, EventKind::Unparsed(_))

@@ -69,6 +69,19 @@ pub enum Origin {
     Unknown,
 }
 
+impl Origin {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Smtp => "smtp",
+            Origin::Pickup => "pickup",
+            Origin::Notification => "notification",
+            Origin::Forwarded => "forwarded",
+            Origin::Unknown => "unknown",
+        }
+    }
+}
+
 /// Why a record was emitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,6 +97,19 @@ pub enum RecordEnd {
     Abandoned,
     /// Still open when the input ended.
     Open,
+}
+
+impl RecordEnd {
+    /// The snake_case name used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordEnd::Removed => "removed",
+            RecordEnd::Rejected => "rejected",
+            RecordEnd::Evicted => "evicted",
+            RecordEnd::Abandoned => "abandoned",
+            RecordEnd::Open => "open",
+        }
+    }
 }
 
 /// The SMTP client that submitted a message.

@@ -84,6 +84,26 @@ impl CivilDateTime {
             + i64::from(self.second.min(59))
     }
 
+    /// The instant this wall time denotes in a time zone (its offset at that
+    /// moment, DST included). Fails for times skipped by a DST change.
+    pub fn in_zone(&self, zone: &jiff::tz::TimeZone) -> Result<Timestamp, TimeError> {
+        let dt = jiff::civil::DateTime::new(
+            self.year as i16,
+            self.month as i8,
+            self.day as i8,
+            self.hour as i8,
+            self.minute as i8,
+            self.second.min(59) as i8,
+            0,
+        )
+        .map_err(|_| TimeError::Range)?;
+        let ts = zone.to_timestamp(dt).map_err(|_| TimeError::Zone)?;
+        Ok(Timestamp {
+            unix_micros: ts.as_microsecond() + i64::from(self.micros),
+            offset_secs: zone.to_offset(ts).seconds(),
+        })
+    }
+
     /// The instant this wall time denotes at a fixed UTC offset.
     pub fn at_offset(&self, offset_secs: i32) -> Timestamp {
         let secs = self.as_utc_seconds() - i64::from(offset_secs);
@@ -592,18 +612,7 @@ impl Clock {
     }
 
     fn zone_offset(&self, c: &CivilDateTime) -> Result<i32, TimeError> {
-        let dt = jiff::civil::DateTime::new(
-            c.year as i16,
-            c.month as i8,
-            c.day as i8,
-            c.hour as i8,
-            c.minute as i8,
-            c.second.min(59) as i8,
-            0,
-        )
-        .map_err(|_| TimeError::Range)?;
-        let ts = self.ctx.zone.to_timestamp(dt).map_err(|_| TimeError::Zone)?;
-        Ok(self.ctx.zone.to_offset(ts).seconds())
+        Ok(c.in_zone(&self.ctx.zone)?.offset_secs)
     }
 
     /// Re-expresses an instant in the context's zone (same instant, the zone's

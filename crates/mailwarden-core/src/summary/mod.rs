@@ -24,9 +24,9 @@ pub use render::render_text;
 
 use crate::escape::escape_for_terminal;
 use crate::event::{Event, EventKind, Position, UnparsedReason};
+use crate::parse::FAMILIES;
 use crate::parse::postfix::{AbortReason, Action, DeliveryStatus, PostfixMsg};
 use crate::parse::text::domain_of;
-use crate::parse::{FAMILIES, Family};
 use crate::stitch::{MessageRecord, Origin, StitchStats, host_key};
 use crate::time::{Date, Timestamp};
 
@@ -486,27 +486,21 @@ impl Tally {
         self.map.len()
     }
 
+    /// The `n` largest entries by count (ties: bytes, then key).
     fn top_by_count(&self, n: usize) -> Vec<Counted> {
-        let mut v: Vec<Counted> = self
-            .map
-            .iter()
-            .map(|(k, (c, b))| Counted {
-                key: k.to_string(),
-                count: *c,
-                bytes: *b,
-            })
-            .collect();
-        v.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| b.bytes.cmp(&a.bytes))
-                .then_with(|| a.key.cmp(&b.key))
-        });
-        v.truncate(n);
-        v
+        self.top(n, |a, b| {
+            b.count.cmp(&a.count).then_with(|| b.bytes.cmp(&a.bytes))
+        })
     }
 
+    /// The `n` largest entries by bytes (ties: count, then key).
     fn top_by_bytes(&self, n: usize) -> Vec<Counted> {
+        self.top(n, |a, b| {
+            b.bytes.cmp(&a.bytes).then_with(|| b.count.cmp(&a.count))
+        })
+    }
+
+    fn top(&self, n: usize, order: fn(&Counted, &Counted) -> std::cmp::Ordering) -> Vec<Counted> {
         let mut v: Vec<Counted> = self
             .map
             .iter()
@@ -516,12 +510,7 @@ impl Tally {
                 bytes: *b,
             })
             .collect();
-        v.sort_by(|a, b| {
-            b.bytes
-                .cmp(&a.bytes)
-                .then_with(|| b.count.cmp(&a.count))
-                .then_with(|| a.key.cmp(&b.key))
-        });
+        v.sort_by(|a, b| order(a, b).then_with(|| a.key.cmp(&b.key)));
         v.truncate(n);
         v
     }
@@ -811,15 +800,8 @@ impl Summarizer {
             }
             other => {
                 s.lines.events += 1;
-                let fam = match other {
-                    EventKind::Dovecot(_) => Family::Dovecot,
-                    EventKind::Rspamd(_) => Family::Rspamd,
-                    EventKind::Amavis(_) => Family::Amavis,
-                    EventKind::Sogo(_) => Family::Sogo,
-                    EventKind::Nginx(_) => Family::Nginx,
-                    EventKind::Netfilter(_) => Family::Netfilter,
-                    EventKind::Mariadb(_) => Family::Mariadb,
-                    EventKind::Postfix(_) | EventKind::Unparsed(_) => return,
+                let Some(fam) = other.family() else {
+                    return;
                 };
                 if let Some(i) = FAMILIES.iter().position(|f| *f == fam) {
                     self.by_family[i] += 1;

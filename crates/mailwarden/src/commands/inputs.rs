@@ -152,20 +152,9 @@ pub fn parse_time_arg(s: &str, zone: &jiff::tz::TimeZone) -> anyhow::Result<Time
     if let Ok((c, n)) = parse_civil_prefix(padded.as_bytes())
         && n == padded.len()
     {
-        let dt = jiff::civil::DateTime::new(
-            c.year as i16,
-            c.month as i8,
-            c.day as i8,
-            c.hour as i8,
-            c.minute as i8,
-            c.second.min(59) as i8,
-            0,
-        )?;
-        let ts = zone.to_timestamp(dt)?;
-        return Ok(Timestamp {
-            unix_micros: ts.as_microsecond(),
-            offset_secs: zone.to_offset(ts).seconds(),
-        });
+        return c
+            .in_zone(zone)
+            .map_err(|e| anyhow::anyhow!("{s:?} is not a valid time in the configured zone: {e}"));
     }
     if let Ok(secs) = parse_duration_secs(t) {
         return Ok(now().plus_seconds(-secs));

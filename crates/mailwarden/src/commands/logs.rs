@@ -310,14 +310,7 @@ fn render_record(r: &MessageRecord) -> String {
     if !r.reinjected_as.is_empty() {
         let _ = write!(s, " (re-injected as {})", e(&r.reinjected_as.join(", ")));
     }
-    let _ = writeln!(
-        s,
-        "  [{}]",
-        serde_json::to_value(r.end)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    );
+    let _ = writeln!(s, "  [{}]", r.end.as_str());
     let from = match r.from.as_deref() {
         Some("") => "<>".to_owned(),
         Some(f) => format!("<{}>", e(f)),
@@ -342,14 +335,7 @@ fn render_record(r: &MessageRecord) -> String {
             let _ = write!(s, "  local submission by uid {uid}");
         }
         _ => {
-            let _ = write!(
-                s,
-                "  origin {}",
-                serde_json::to_value(r.origin)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            );
+            let _ = write!(s, "  origin {}", r.origin.as_str());
         }
     }
     match &r.sasl_username {
@@ -492,15 +478,5 @@ pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn family_name(k: &EventKind<'_>) -> &'static str {
-    match k {
-        EventKind::Postfix(_) => "postfix",
-        EventKind::Dovecot(_) => "dovecot",
-        EventKind::Rspamd(_) => "rspamd",
-        EventKind::Amavis(_) => "amavis",
-        EventKind::Sogo(_) => "sogo",
-        EventKind::Nginx(_) => "nginx",
-        EventKind::Netfilter(_) => "netfilter",
-        EventKind::Mariadb(_) => "mariadb",
-        EventKind::Unparsed(_) => "unparsed",
-    }
+    k.family().map_or("unparsed", |f| f.name())
 }
