@@ -181,6 +181,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let mut stitcher = Stitcher::new(stitch_config(&args.input, args.lines));
     let mut out = stdout();
     let mut found = 0usize;
+    let (mut read, mut unparsed) = (0u64, 0u64);
     let mut lines: Vec<(Position, String)> = Vec::new();
     let mut write_err: Option<std::io::Error> = None;
     let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
@@ -210,6 +211,8 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         |p| ui.start(p),
         |pos, raw, ev| {
             ui.tick(pos.line);
+            read += 1;
+            unparsed += u64::from(ev.kind.is_unparsed());
             if write_err.is_some() {
                 return;
             }
@@ -283,6 +286,11 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     let failed = report_inputs(&reports);
+    // Absence of a match only means something for the lines that were read.
+    eprintln!(
+        "mailwarden: {found} result{} from {read} lines ({unparsed} unparsed; see `logs parse --unparsed`)",
+        if found == 1 { "" } else { "s" }
+    );
     if found == 0 && !failed {
         eprintln!("mailwarden: no match");
     }
