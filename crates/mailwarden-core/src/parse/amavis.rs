@@ -673,13 +673,9 @@ impl<'a> VerdictFields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::{Value, json};
-
-    fn check(program: &str, message: &str, expected: Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "\nmessage: {message}");
-    }
 
     // Real lines from a production log (pixelpark/postfix-logsums test data,
     // March 2023; local users pseudonymised there), message part only.
@@ -698,6 +694,7 @@ mod tests {
     #[test]
     fn production_verdicts() {
         check(
+            parse,
             "amavis",
             PROD_INBOUND,
             json!({
@@ -717,6 +714,7 @@ mod tests {
             }),
         );
         check(
+            parse,
             "amavis",
             PROD_INTERNAL_V6,
             json!({
@@ -735,6 +733,7 @@ mod tests {
             }),
         );
         check(
+            parse,
             "amavis",
             PROD_LOCAL_NOHITS,
             json!({
@@ -748,6 +747,7 @@ mod tests {
             }),
         );
         check(
+            parse,
             "amavis",
             PROD_BANNED,
             json!({
@@ -795,12 +795,14 @@ mod tests {
         assert_eq!(ev.queue_id_link(), Some(("4PbCmQ39hpz3tBr", "4PbCmS6582z3tG3")));
 
         check(
+            parse,
             "amavis",
             PROD_CUT_REST,
             json!({"event": "continuation", "log_id": "237978-12",
                 "text": "fer.de, dkim_sd=default:preissturz-offer.de, 2368 ms"}),
         );
         check(
+            parse,
             "amavis",
             PROD_CUT_MID,
             json!({"event": "continuation", "log_id": "233291-13",
@@ -965,7 +967,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("amavis", msg, want);
+            check(parse, "amavis", msg, want);
         }
     }
 
@@ -1013,7 +1015,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("amavis", msg, want);
+            check(parse, "amavis", msg, want);
         }
     }
 
@@ -1084,25 +1086,11 @@ mod tests {
 
         #[test]
         fn truncations_and_mutations(i in 0usize..11, cut in 0usize..1200, at in 0usize..1200, c in any::<char>()) {
-            let line = SAMPLES[i];
-            let mut end = cut.min(line.len());
-            while !line.is_char_boundary(end) { end -= 1; }
-            let _ = parse("amavis", &line[..end]);
-            let mut cut_marked = line[..end].to_owned();
-            cut_marked.push_str("...");
-            let _ = parse("amavis", &cut_marked);
-            let mut pos = at.min(line.len());
-            while !line.is_char_boundary(pos) { pos -= 1; }
-            let mut m = String::with_capacity(line.len() + 4);
-            m.push_str(&line[..pos]);
-            m.push(c);
-            m.push_str(&line[pos..]);
-            let _ = parse("amavis", &m);
-            let mut d = String::with_capacity(line.len());
-            d.push_str(&line[..pos]);
-            let next = line[pos..].chars().next().map_or(0, char::len_utf8);
-            d.push_str(&line[pos + next..]);
-            let _ = parse("amavis", &d);
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("amavis", &m);
+                // A cut line as amavis marks it ("..." at the cut).
+                let _ = parse("amavis", &format!("{m}..."));
+            }
         }
     }
 }

@@ -1531,19 +1531,16 @@ fn address(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
-    use serde_json::{Value, json};
-
-    fn check(program: &str, message: &str, expected: Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "\nprogram: {program}\nmessage: {message}");
-    }
+    use serde_json::json;
 
     #[test]
     fn logins() {
         // Mailcow 2.3 login_log_format_elements "user=<%u> method=%m rip=%r lip=%l mpid=%e %c %k"
         // (mailcow-dockerized data/conf/dovecot/dovecot.conf).
         check(
+            parse,
             "dovecot",
             "imap-login: Login: user=<alice@example.org>, method=PLAIN, rip=192.0.2.7, lip=172.22.1.250, \
              mpid=1234, TLS, TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)",
@@ -1553,6 +1550,7 @@ mod tests {
         );
         // Dovecot 2.3 default elements, own log file (level after the prefix).
         check(
+            parse,
             "dovecot",
             "pop3-login: Info: Login: user=<bob>, method=PLAIN, rip=2001:db8::7, lip=2001:db8::1, \
              mpid=77, secured, session=<abcDEF12+/x>",
@@ -1562,6 +1560,7 @@ mod tests {
         );
         // Custom elements with ports.
         check(
+            parse,
             "dovecot",
             "submission-login: Login: user=<carol@example.org>, method=LOGIN, rip=198.51.100.4, rport=51234, \
              lip=10.0.0.2, lport=587, mpid=9, TLS, session=<Zm9vYmFy>",
@@ -1571,6 +1570,7 @@ mod tests {
         );
         // 2.4.1 (rorycl/dovecot-config no-domain/log.txt).
         check(
+            parse,
             "dovecot",
             "imap-login: Info: Logged in: user=<terry@another.com>, method=PLAIN, rip=172.17.0.1, \
              lip=172.17.0.2, mpid=16, session=<Cvgxbmw88rSsEQAB>",
@@ -1580,6 +1580,7 @@ mod tests {
         );
         // journald with the process as the tag.
         check(
+            parse,
             "managesieve-login",
             "Login: user=<dave>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1, mpid=3, TLS, session=<s1>",
             json!({"event": "login", "service": "managesieve", "user": "dave", "method": "PLAIN",
@@ -1587,6 +1588,7 @@ mod tests {
                    "session": "s1"}),
         );
         check(
+            parse,
             "imap-login",
             "imap-login: Login: user=<dave>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.1, mpid=3, TLS, session=<s1>",
             json!({"event": "login", "service": "imap", "user": "dave", "method": "PLAIN",
@@ -1595,6 +1597,7 @@ mod tests {
         );
         // Proxy (client-common-auth.c "proxy(%s): started proxying to %s:%u").
         check(
+            parse,
             "dovecot",
             "imap-login: proxy(erin): started proxying to 10.1.1.5:143: user=<erin>, method=PLAIN, \
              rip=192.0.2.3, lip=10.0.0.2, TLS, session=<p1>",
@@ -1608,6 +1611,7 @@ mod tests {
     fn login_aborted_23() {
         // Brief / fail2ban test corpus shapes.
         check(
+            parse,
             "dovecot",
             "imap-login: Disconnected (auth failed, 3 attempts in 15 secs): user=<x@example.org>, method=PLAIN, \
              rip=203.0.113.5, lip=10.0.0.2, TLS, session=<q454Xu/vMwBZApgg>",
@@ -1618,6 +1622,7 @@ mod tests {
         );
         // fail2ban tests/files/logs/dovecot.
         check(
+            parse,
             "dovecot",
             "pop3-login: Aborted login (auth failed, 1 attempts in 17 secs): user=<test>, method=PLAIN, \
              rip=192.51.100.13, lip=203.0.113.17, session=<YADINsQCDs5BH8Pg>",
@@ -1627,6 +1632,7 @@ mod tests {
                    "detail": "auth failed, 1 attempts in 17 secs", "attempts": 1, "secs": 17}),
         );
         check(
+            parse,
             "dovecot",
             "pop3-login: Info: Disconnected: Inactivity (auth failed, 1 attempts in 178 secs): user=<suzanne>, \
              method=PLAIN, rip=117.218.51.80",
@@ -1637,6 +1643,7 @@ mod tests {
         );
         // Mailcow issue #2111 (no auth attempts, user=<> and %k).
         check(
+            parse,
             "dovecot",
             "imap-login: Aborted login (no auth attempts in 0 secs): user=<>, rip=172.22.1.6, lip=172.22.1.8, \
              TLS, TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)",
@@ -1647,6 +1654,7 @@ mod tests {
         );
         // Old 2.0 shape (fail2ban corpus).
         check(
+            parse,
             "dovecot",
             "pop3-login: Disconnected: Inactivity (no auth attempts): rip=180.200.180.81, lip=113.212.99.194, TLS",
             json!({"event": "login_aborted", "service": "pop3", "rip": "180.200.180.81", "lip": "113.212.99.194",
@@ -1654,6 +1662,7 @@ mod tests {
                    "disconnect": "Disconnected: Inactivity", "detail": "no auth attempts", "attempts": 0}),
         );
         check(
+            parse,
             "dovecot",
             "pop3-login: Aborted login (tried to use disallowed plaintext auth): rip=190.210.136.21, \
              lip=113.212.99.193, session=<LgDINsQCkttVIMPg>",
@@ -1663,6 +1672,7 @@ mod tests {
                    "detail": "tried to use disallowed plaintext auth"}),
         );
         check(
+            parse,
             "dovecot",
             "imap-login: Disconnected (no auth attempts): rip=180.189.168.166, lip=113.212.99.194, \
              TLS handshaking: Disconnected",
@@ -1671,6 +1681,7 @@ mod tests {
                    "disconnect": "Disconnected", "detail": "no auth attempts", "attempts": 0}),
         );
         check(
+            parse,
             "dovecot",
             "pop3-login: Info: Disconnected (no auth attempts in 10 secs): user=<>, rip=176.61.137.100, \
              TLS handshaking: SSL_accept() failed: error:140760FC:SSL routines:SSL23_GET_CLIENT_HELLO:unknown protocol",
@@ -1681,6 +1692,7 @@ mod tests {
         );
         // fail2ban PR #2795 (submission-login).
         check(
+            parse,
             "dovecot",
             "submission-login: Client has quit the connection (auth failed, 1 attempts in 2 secs): user=<user2>, \
              method=LOGIN, rip=183.136.134.133, lip=0.0.0.0",
@@ -1690,6 +1702,7 @@ mod tests {
                    "detail": "auth failed, 1 attempts in 2 secs", "attempts": 1, "secs": 2}),
         );
         check(
+            parse,
             "dovecot",
             "imap-login: Maximum number of connections from user+IP exceeded (mail_max_userip_connections=10): \
              user=<f@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2, mpid=0, TLS, session=<m1>",
@@ -1700,6 +1713,7 @@ mod tests {
                    "detail": "mail_max_userip_connections=10"}),
         );
         check(
+            parse,
             "dovecot",
             "imap-login: Disconnected (proxy dest auth failed): user=<g>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.2",
             json!({"event": "login_aborted", "service": "imap", "user": "g", "method": "PLAIN", "rip": "192.0.2.1",
@@ -1708,6 +1722,7 @@ mod tests {
         );
         // Unterminated user=< (fail2ban PR #2795 sample as posted).
         check(
+            parse,
             "dovecot",
             "submission-login: Client has quit the connection (auth failed, 1 attempts in 2 secs): user=<user1, \
              method=LOGIN, rip=183.136.134.133, lip=0.0.0.0",
@@ -1722,6 +1737,7 @@ mod tests {
     fn login_aborted_24() {
         // fail2ban issue #4196 (2.4 log file).
         check(
+            parse,
             "dovecot",
             "imap-login: Info: Login aborted: Connection closed (auth failed, 3 attempts in 16 secs) (auth_failed): \
              user=<info@example.com>, method=PLAIN, rip=1.2.3.4, lip=2.3.4.5, TLS, session=<CvN+E95Uf4e7eEnj>",
@@ -1733,6 +1749,7 @@ mod tests {
         );
         // client-common.c (2.4): "no auth attempts in %u secs", event reason no_auth_attempts.
         check(
+            parse,
             "dovecot",
             "pop3-login: Login aborted: Inactivity (no auth attempts in 180 secs) (no_auth_attempts): user=<>, \
              rip=198.51.100.9, lip=10.0.0.2, TLS, session=<n1>",
@@ -1742,6 +1759,7 @@ mod tests {
                    "code": "no_auth_attempts", "attempts": 0, "secs": 180}),
         );
         check(
+            parse,
             "dovecot",
             "imap-login: Login aborted: Connection closed (tried to use disallowed cleartext auth, 1 attempts in 0 secs) \
              (cleartext_auth_disabled): user=<h>, method=PLAIN, rip=192.0.2.5, lip=192.0.2.6, session=<c1>",
@@ -1752,6 +1770,7 @@ mod tests {
                    "code": "cleartext_auth_disabled", "attempts": 1, "secs": 0}),
         );
         check(
+            parse,
             "dovecot",
             "imap-login: Login aborted: Connection closed: SSL_accept() failed: error:0A00006C:SSL routines::bad key share \
              (disconnected during TLS handshake) (tls_handshake_not_finished): user=<>, rip=192.0.2.8, lip=192.0.2.6, \
@@ -1767,6 +1786,7 @@ mod tests {
     fn auth_failures_23() {
         // fail2ban corpus.
         check(
+            parse,
             "dovecot",
             "auth: passwd-file(username,1.2.3.4): unknown user",
             json!({"event": "auth_failure", "process": "auth", "driver": "passwd-file", "user": "username",
@@ -1774,6 +1794,7 @@ mod tests {
         );
         // vestacp issue #1499 (log file).
         check(
+            parse,
             "dovecot",
             "auth: Info: passwd-file(teste@example.org,127.0.0.1,<46Yghx5mIAB/AAAB>): Password mismatch",
             json!({"event": "auth_failure", "process": "auth", "level": "info", "driver": "passwd-file",
@@ -1783,6 +1804,7 @@ mod tests {
         // auth-request.c auth_request_append_password, verbose_passwords=sha1 (Mailcow,
         // docker-mailserver issue #479).
         check(
+            parse,
             "dovecot",
             "auth: sql(alice@example.org,192.0.2.7,<abcDEF12>): Password mismatch \
              (SHA1 of given password: 5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8)",
@@ -1792,6 +1814,7 @@ mod tests {
                    "text": "Password mismatch (SHA1 of given password: 5baa61e4c9b93f3f0682250b6cf8331b7ee68fd8)"}),
         );
         check(
+            parse,
             "dovecot",
             "auth-worker(1234): Info: passwd-file(root,::1,master,<xYj0cH7M>): unknown user \
              (SHA1 of given password: 9d4e1e) - trying the next passdb",
@@ -1802,6 +1825,7 @@ mod tests {
         );
         // fail2ban corpus (EL7 pam).
         check(
+            parse,
             "dovecot",
             "auth-worker(304): pam(username,1.2.3.4): pam_authenticate() failed: Authentication failure \
              (password mismatch?)",
@@ -1811,6 +1835,7 @@ mod tests {
         );
         // fail2ban issue #1897.
         check(
+            parse,
             "dovecot",
             "auth-worker(30165): pam(user@example.org,127.0.0.1,<PNHQq8pZhqIKAQGd>): pam_authenticate() failed: \
              Permission denied",
@@ -1820,6 +1845,7 @@ mod tests {
         );
         // Mailcow issue #6511: auth-worker connection prefix before the request.
         check(
+            parse,
             "dovecot",
             "auth-worker(372): Error: conn unix:auth-worker (pid=165,uid=401): auth-worker<472>: \
              lua(u@example.org,198.51.100.108,<PHq0Yhg0HO5Vi/1s>): passdb-lua: Upstream error",
@@ -1829,6 +1855,7 @@ mod tests {
         );
         // fail2ban corpus: PAM's own line under the dovecot-auth tag.
         check(
+            parse,
             "dovecot-auth",
             "pam_unix(dovecot:auth): authentication failure; logname= uid=0 euid=0 tty=dovecot ruser=web \
              rhost=176.61.140.224",
@@ -1838,6 +1865,7 @@ mod tests {
         );
         // docker-mailserver issue #142: auth errors without a request.
         check(
+            parse,
             "dovecot",
             "auth: Error: passwd-file: open(/etc/dovecot/userdb) failed: No such file or directory",
             json!({"event": "auth_error", "process": "auth", "level": "error",
@@ -1849,6 +1877,7 @@ mod tests {
     fn auth_failures_24() {
         // fail2ban issue #4196.
         check(
+            parse,
             "dovecot",
             "auth(info@example.com,1.2.3.4,sasl:login)<CvN+E95Uf4e7eEnj>: Info: sql: Password mismatch \
              (given password: XxxxXXxx123)",
@@ -1858,6 +1887,7 @@ mod tests {
                    "text": "Password mismatch (given password: XxxxXXxx123)"}),
         );
         check(
+            parse,
             "dovecot",
             "auth-worker(info@example.com,1.2.3.4)<4001084><CvN+E95Uf4e7eEnj>: request [12]: Info: sql: \
              Password mismatch (SHA1 of given password: 9d4e1e)",
@@ -1868,6 +1898,7 @@ mod tests {
         );
         // rorycl/dovecot-config two-userdbs/log.txt (named passdb).
         check(
+            parse,
             "dovecot",
             "auth(tom@example.com,172.17.0.1,sasl:plain)<QwjguGw81qOsEQAB>: Info: passwd-file2: unknown user",
             json!({"event": "auth_failure", "process": "auth", "level": "info", "driver": "passwd-file2",
@@ -1876,6 +1907,7 @@ mod tests {
         );
         // Through syslog (no Info:).
         check(
+            parse,
             "dovecot",
             "auth(mallory@example.org,203.0.113.9,sasl:plain)<s9>: lua: Password mismatch \
              (SHA1 of given password: 7c4a8d)",
@@ -1885,6 +1917,7 @@ mod tests {
         );
         // rorycl/dovecot-config migration/log.txt.
         check(
+            parse,
             "dovecot",
             "auth-worker(tom,172.17.0.1)<14><vFoLWg49Br+sEQAB>: request [1]: Error: pam: pam_authenticate() failed: \
              Authentication failure (/etc/pam.d/dovecot missing?)",
@@ -1894,6 +1927,7 @@ mod tests {
         );
         // Debug lines stay messages.
         check(
+            parse,
             "dovecot",
             "auth(tom,172.17.0.1,sasl:plain)<z0a/bGw8OKKsEQAB>: Debug: user-only: Performing passdb lookup",
             json!({"event": "message", "process": "auth", "user": "tom", "session": "z0a/bGw8OKKsEQAB",
@@ -1905,6 +1939,7 @@ mod tests {
     fn deliveries() {
         // 2.3 LMTP (lmtp(user)<pid><session> prefix, deliver_log_format "msgid=%m: %$").
         check(
+            parse,
             "dovecot",
             "lmtp(alice@example.org)<1234><kM7nKc69FGXsAwAAUi6ngw>: msgid=<20230927234206.87D03B0E8@mail.example.test>: \
              saved mail to INBOX",
@@ -1914,6 +1949,7 @@ mod tests {
         );
         // Log file with level; LDA (AlternC issue #526).
         check(
+            parse,
             "dovecot",
             "lda(test@example.com)<26457><0rg3GaaeRWNZZwAA1FsZqw>: Info: msgid=<20221011124942.2081800@x>: saved mail to INBOX",
             json!({"event": "delivered", "service": "lda", "user": "test@example.com",
@@ -1922,6 +1958,7 @@ mod tests {
         );
         // Pigeonhole act_store_log_status "stored mail into mailbox %s" (quoted).
         check(
+            parse,
             "dovecot",
             "lmtp(alice@example.org)<1234><sess1>: sieve: msgid=<m1@example.org>: stored mail into mailbox 'Junk'",
             json!({"event": "delivered", "service": "lmtp", "user": "alice@example.org", "session": "sess1",
@@ -1929,6 +1966,7 @@ mod tests {
         );
         // 2.2 shape with the session inside the message (pastebin cRejaX2g).
         check(
+            parse,
             "dovecot",
             "lmtp(dominik@example.de): 93b6I/NRL1YjfgAAMW3Dmg: sieve: msgid=<562F51C3.4000000@example.at>: \
              stored mail into mailbox 'Lists.2015.10.dovecot'",
@@ -1937,12 +1975,14 @@ mod tests {
                    "mailbox": "Lists.2015.10.dovecot", "sieve": true}),
         );
         check(
+            parse,
             "dovecot",
             "lda(xyz): sieve: msgid=unspecified: forwarded to <bob@example.com>",
             json!({"event": "sieve_action", "service": "lda", "user": "xyz", "action": "forwarded",
                    "target": "bob@example.com", "text": "forwarded to <bob@example.com>"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: sieve: msgid=<m5@x>: marked message to be discarded if not explicitly \
              delivered (discard action)",
@@ -1951,6 +1991,7 @@ mod tests {
                    "text": "marked message to be discarded if not explicitly delivered (discard action)"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: sieve: msgid=<m6@x>: sent vacation response to <c@example.net>",
             json!({"event": "sieve_action", "service": "lmtp", "user": "a@example.org", "session": "s5",
@@ -1958,6 +1999,7 @@ mod tests {
                    "text": "sent vacation response to <c@example.net>"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: Error: sieve: msgid=<m7@x>: failed to store into mailbox 'Archive': \
              Mailbox doesn't exist: Archive",
@@ -1966,6 +2008,7 @@ mod tests {
                    "error": "Mailbox doesn't exist: Archive"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: msgid=<m8@x>: save failed to open mailbox Work: Permission denied",
             json!({"event": "delivery_failed", "service": "lmtp", "user": "a@example.org", "session": "s5",
@@ -1973,11 +2016,13 @@ mod tests {
         );
         // Connect/disconnect (Mailcow issues #2111, #2548; lmtp-client.c).
         check(
+            parse,
             "dovecot",
             "lmtp(18339): Connect from 127.0.0.1",
             json!({"event": "lmtp_connect", "process_pid": 18339, "remote": "127.0.0.1"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(113): Disconnect from 172.22.1.6: Client has quit the connection (state=MAIL FROM)",
             json!({"event": "lmtp_disconnect", "process_pid": 113, "remote": "172.22.1.6",
@@ -1989,6 +2034,7 @@ mod tests {
     fn quota() {
         // mail-deliver.c "save failed to %s: %s" with the default quota_exceeded_message.
         check(
+            parse,
             "dovecot",
             "lmtp(full@example.org)<9><q1>: msgid=<q@x>: save failed to INBOX: Quota exceeded (mailbox for user is full)",
             json!({"event": "quota_exceeded", "service": "lmtp", "user": "full@example.org", "session": "q1",
@@ -1997,6 +2043,7 @@ mod tests {
         );
         // Pigeonhole logs quota problems with the global log (not as error).
         check(
+            parse,
             "dovecot",
             "lmtp(full@example.org)<9><q2>: sieve: msgid=<q2@x>: failed to store into mailbox 'INBOX': \
              Quota exceeded (mailbox for user is full)",
@@ -2005,6 +2052,7 @@ mod tests {
                    "text": "Quota exceeded (mailbox for user is full)"}),
         );
         check(
+            parse,
             "dovecot",
             "imap(full@example.org)<10><q3>: Error: Mailbox Sent: Quota exceeded (mailbox for user is full)",
             json!({"event": "quota_exceeded", "service": "imap", "user": "full@example.org", "session": "q3",
@@ -2012,6 +2060,7 @@ mod tests {
         );
         // mailad issue #122.
         check(
+            parse,
             "dovecot",
             "quota-warning: Fatal: master: service(quota-warning): child 4801 returned error 75",
             json!({"event": "quota_warning", "process": "quota-warning", "level": "fatal",
@@ -2023,6 +2072,7 @@ mod tests {
     fn logouts() {
         // Mailcow issue #2111 (2.3).
         check(
+            parse,
             "dovecot",
             "imap(me@example.com)<437><MrMp3Ip91sisFgH4>: Logged out in=146 out=2974 deleted=0 expunged=0 trashed=0 \
              hdr_count=0 hdr_bytes=0 body_count=0 body_bytes=0",
@@ -2032,6 +2082,7 @@ mod tests {
         );
         // 2.4.1 (rorycl/dovecot-config).
         check(
+            parse,
             "dovecot",
             "imap(tom)<16><vFoLWg49Br+sEQAB>: Info: Disconnected: Connection closed (No commands sent) in=0 out=464 \
              deleted=0 expunged=0 trashed=0 hdr_count=0 hdr_bytes=0 body_count=0 body_bytes=0",
@@ -2042,6 +2093,7 @@ mod tests {
         );
         // 2.2 (docker-mailserver issue #479).
         check(
+            parse,
             "dovecot",
             "imap(name@example.de): Disconnected: Logged out in=377 out=1450",
             json!({"event": "logout", "service": "imap", "user": "name@example.de",
@@ -2050,6 +2102,7 @@ mod tests {
         );
         // pop3_logout_format default "top=%t/%p, retr=%r/%b, del=%d/%m, size=%s".
         check(
+            parse,
             "dovecot",
             "pop3(bob)<88><p3>: Disconnected: Logged out top=0/0, retr=1/2048, del=1/1, size=2030",
             json!({"event": "logout", "service": "pop3", "user": "bob", "process_pid": 88, "session": "p3",
@@ -2057,6 +2110,7 @@ mod tests {
         );
         // Mailcow managesieve_logout_format = bytes=%i/%o.
         check(
+            parse,
             "dovecot",
             "managesieve(a@example.org)<70><ms1>: Disconnected: Logged out bytes=120/440",
             json!({"event": "logout", "service": "managesieve", "user": "a@example.org", "process_pid": 70,
@@ -2068,6 +2122,7 @@ mod tests {
     #[test]
     fn master() {
         check(
+            parse,
             "dovecot",
             "master: Dovecot v2.3.19.1 (9b53102964) starting up for imap, lmtp",
             json!({"event": "startup", "version": "2.3.19.1", "build": "9b53102964", "protocols": "imap, lmtp",
@@ -2075,6 +2130,7 @@ mod tests {
         );
         // 2.4.1 log file (rorycl/dovecot-config).
         check(
+            parse,
             "dovecot",
             "master: Info: Dovecot v2.4.1 (7d8c0e5759) starting up for imap, lmtp",
             json!({"event": "startup", "version": "2.4.1", "build": "7d8c0e5759", "protocols": "imap, lmtp",
@@ -2082,24 +2138,28 @@ mod tests {
         );
         // 2.2 (pastebin 3CKaFDKV).
         check(
+            parse,
             "dovecot",
             "master: Dovecot v2.2.9 starting up (core dumps disabled)",
             json!({"event": "startup", "version": "2.2.9", "core_dumps_disabled": true}),
         );
         // master/main.c sig_die.
         check(
+            parse,
             "dovecot",
             "master: Warning: Killed with signal 15 (by pid=1 uid=0 code=kill)",
             json!({"event": "shutdown", "signal": 15, "by_pid": 1,
                    "text": "Killed with signal 15 (by pid=1 uid=0 code=kill)"}),
         );
         check(
+            parse,
             "dovecot",
             "master: Warning: SIGHUP received - reloading configuration",
             json!({"event": "reload", "text": "SIGHUP received - reloading configuration"}),
         );
         // Mailcow issue #3211.
         check(
+            parse,
             "dovecot",
             "master: Error: service(auth): Initial status notification not received in 30 seconds, killing the process",
             json!({"event": "message", "process": "master", "level": "error",
@@ -2111,6 +2171,7 @@ mod tests {
     fn generic_messages() {
         // Mailcow issue #2371 (mail_log plugin).
         check(
+            parse,
             "dovecot",
             "imap(me@example.de)<147><Ic7pPuqD+tW5dxAp>: expunge: box=INBOX, uid=2934, msgid=<5891@x>, size=2514",
             json!({"event": "message", "process": "imap", "user": "me@example.de", "process_pid": 147,
@@ -2118,6 +2179,7 @@ mod tests {
         );
         // Mailcow issue #2548.
         check(
+            parse,
             "dovecot",
             "imap-login: Warning: Auth process not responding, delayed sending initial response (greeting): user=<>, \
              rip=192.0.2.1, lip=192.0.2.2",
@@ -2126,6 +2188,7 @@ mod tests {
                             rip=192.0.2.1, lip=192.0.2.2"}),
         );
         check(
+            parse,
             "dovecot",
             "indexer-worker(lucas)<19528><tf7kcH7M5soA:CHTVIcysSWFITAAA>: Debug: Mailbox mlr/Sys: Indexed 1 messages",
             json!({"event": "message", "process": "indexer-worker", "user": "lucas", "process_pid": 19528,
@@ -2133,12 +2196,14 @@ mod tests {
                    "text": "Mailbox mlr/Sys: Indexed 1 messages"}),
         );
         check(
+            parse,
             "dovecot",
             "Fatal: Dovecot is already running with PID 1234",
             json!({"event": "message", "process": "dovecot", "level": "fatal",
                    "text": "Dovecot is already running with PID 1234"}),
         );
         check(
+            parse,
             "dovecot",
             "auth: Info: Master user logging in as lucas",
             json!({"event": "message", "process": "auth", "level": "info", "text": "Master user logging in as lucas"}),
@@ -2149,18 +2214,21 @@ mod tests {
     fn journald_process_tags() {
         // The tag is the process; the message has no process prefix.
         check(
+            parse,
             "auth",
             "passwd-file(alice@example.org,192.0.2.7,<s7>): unknown user",
             json!({"event": "auth_failure", "process": "auth", "driver": "passwd-file", "user": "alice@example.org",
                    "rip": "192.0.2.7", "session": "s7", "reason": "unknown_user", "text": "unknown user"}),
         );
         check(
+            parse,
             "imap",
             "Logged out in=10 out=20",
             json!({"event": "logout", "service": "imap", "reason": "Logged out", "in_bytes": 10, "out_bytes": 20,
                    "stats": "in=10 out=20"}),
         );
         check(
+            parse,
             "pop3-login",
             "Info: Aborted login by logging out (no auth attempts in 0 secs): user=<>, rip=192.0.2.4, lip=192.0.2.1",
             json!({"event": "login_aborted", "service": "pop3", "rip": "192.0.2.4", "lip": "192.0.2.1", "tls": false,
@@ -2174,6 +2242,7 @@ mod tests {
         // A leading "dovecot: " repeated in the message (fail2ban corpus) and the
         // old auth(default) process name.
         check(
+            parse,
             "dovecot",
             "dovecot: auth(default): pam(account@example.com,200.76.17.206): pam_authenticate() failed: \
              User not known to the underlying authentication module: 2 Time(s)",
@@ -2183,6 +2252,7 @@ mod tests {
         );
         // Tolerated action label in front of the Sieve result (not seen in a real log).
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: sieve: msgid=<m9@x>: fileinto action: stored mail into mailbox 'Lists'",
             json!({"event": "delivered", "service": "lmtp", "user": "a@example.org", "session": "s5", "msgid": "m9@x",
@@ -2190,6 +2260,7 @@ mod tests {
         );
         // client-common.c (2.3): internal failure after a successful auth.
         check(
+            parse,
             "dovecot",
             "imap-login: Disconnected (internal failure, 1 successful auths): user=<k>, method=PLAIN, \
              rip=192.0.2.1, lip=192.0.2.2, TLS, session=<i1>",
@@ -2198,6 +2269,7 @@ mod tests {
                    "disconnect": "Disconnected", "detail": "internal failure, 1 successful auths", "attempts": 1}),
         );
         check(
+            parse,
             "dovecot",
             "auth-worker(6543): Error: sql(bob@example.org,192.0.2.7,<s8>): Password query failed: \
              Not connected to database",
@@ -2206,6 +2278,7 @@ mod tests {
                    "text": "Password query failed: Not connected to database"}),
         );
         check(
+            parse,
             "dovecot",
             "lmtp(a@example.org)<5><s5>: sieve: msgid=<m10@x>: rejected message from <spam@example.net> (spam)",
             json!({"event": "sieve_action", "service": "lmtp", "user": "a@example.org", "session": "s5",
@@ -2254,15 +2327,17 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_truncations(idx in 0..SAMPLES.len(), cut in 0usize..400, prog in 0usize..3) {
-            let s = SAMPLES[idx];
+        fn never_panics_on_truncations(
+            idx in 0..SAMPLES.len(),
+            cut in 0usize..400,
+            at in 0usize..400,
+            c in any::<char>(),
+            prog in 0usize..3,
+        ) {
             let program = ["dovecot", "auth", "imap-login"][prog];
-            let mut end = cut.min(s.len());
-            while !s.is_char_boundary(end) {
-                end -= 1;
+            for m in test_support::mutations(SAMPLES[idx], cut, at, c) {
+                let _ = parse(program, &m);
             }
-            let _ = parse(program, &s[..end]);
-            let _ = parse(program, &s[end..]);
         }
 
         #[test]
@@ -2271,20 +2346,26 @@ mod tests {
             edits in proptest::collection::vec((0usize..400, prop::sample::select(vec![
                 "(", ")", "<", ">", ":", ": ", ", ", "=", "'", " ", "é", "\u{0}", "user=<", "(auth failed, ",
             ])), 1..6),
+            cut in 0usize..400,
+            at in 0usize..400,
+            c in any::<char>(),
         ) {
             let mut s = SAMPLES[idx].to_string();
             for (pos, ins) in edits {
-                let mut at = pos.min(s.len());
-                while !s.is_char_boundary(at) {
-                    at -= 1;
+                let mut b = pos.min(s.len());
+                while !s.is_char_boundary(b) {
+                    b -= 1;
                 }
                 if pos % 2 == 0 {
-                    s.insert_str(at, ins);
-                } else if let Some(c) = s[at..].chars().next() {
-                    s.replace_range(at..at + c.len_utf8(), ins);
+                    s.insert_str(b, ins);
+                } else if let Some(old) = s[b..].chars().next() {
+                    s.replace_range(b..b + old.len_utf8(), ins);
                 }
             }
             let _ = parse("dovecot", &s);
+            for m in test_support::mutations(&s, cut, at, c) {
+                let _ = parse("dovecot", &m);
+            }
         }
     }
 }

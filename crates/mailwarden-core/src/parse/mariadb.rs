@@ -901,13 +901,9 @@ fn entrypoint(level: MariadbLevel, text: &str) -> MariadbEvent<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn check(program: &str, message: &str, expected: serde_json::Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "{message}");
-    }
 
     /// Sample lines, as the MariaDB framing or journald hands them over.
     /// Sources: mailcow-dockerized issues #5941 (10.5 container start), DietPi
@@ -935,6 +931,7 @@ mod tests {
     fn server_lifecycle() {
         // mailcow-dockerized #5941 (MariaDB 10.5 in mysql-mailcow).
         check(
+            parse,
             "mariadbd",
             "0 [Note] Starting MariaDB 10.5.25-MariaDB-ubu2004 source revision 29c185bd771ac441121468b3850d6dc8d13b8a1f as process 1",
             json!({"event": "starting", "version": "10.5.25-MariaDB-ubu2004",
@@ -942,6 +939,7 @@ mod tests {
         );
         // MariaDB 11.x adds server_uid.
         check(
+            parse,
             "mariadbd",
             "0 [Note] Starting MariaDB 11.4.2-MariaDB-ubu2404 source revision 3fca5ed772fb75e3e57c507edef2985f8eba5b12 server_uid 0/Xa+2HfR3dR2qDvJrN4wmGYBq8= as process 1",
             json!({"event": "starting", "version": "11.4.2-MariaDB-ubu2404",
@@ -949,6 +947,7 @@ mod tests {
         );
         // Older form (MariaDB <= 10.4, Debian's 10.5; DietPi #4899 via journald with the stamp).
         check(
+            parse,
             "mariadbd",
             "2021-10-30 17:34:41 0 [Note] /usr/sbin/mariadbd (mysqld 10.5.12-MariaDB-0+deb11u1) starting as process 699 ...",
             json!({"event": "starting", "server": "/usr/sbin/mariadbd",
@@ -956,12 +955,14 @@ mod tests {
         );
         // MySQL 5.7 (docker-magento #170) without binary path, RFC 3339 stamp kept.
         check(
+            parse,
             "mysqld",
             "2019-08-08T13:26:37.588194Z 0 [Note] mysqld (mysqld 5.7.26-29) starting as process 1 ...",
             json!({"event": "starting", "server": "mysqld", "version": "5.7.26-29", "server_pid": 1}),
         );
         // MySQL 8 (bitnami/charts #16053).
         check(
+            parse,
             "mysqld",
             "0 [System] [MY-010116] [Server] /opt/bitnami/mysql/bin/mysqld (mysqld 8.0.32) starting as process 618",
             json!({"event": "starting", "server": "/opt/bitnami/mysql/bin/mysqld",
@@ -969,11 +970,13 @@ mod tests {
         );
         // The ready banner: MariaDB's two lines, and the one-line form with an embedded newline.
         check(
+            parse,
             "mariadbd",
             "0 [Note] mariadbd: ready for connections.",
             json!({"event": "ready", "server": "mariadbd"}),
         );
         check(
+            parse,
             "mariadbd",
             "Version: '10.11.6-MariaDB-1:10.11.6+maria~ubu2204'  socket: '/run/mysqld/mysqld.sock'  port: 3306  mariadb.org binary distribution",
             json!({"event": "ready", "version": "10.11.6-MariaDB-1:10.11.6+maria~ubu2204",
@@ -981,6 +984,7 @@ mod tests {
                    "comment": "mariadb.org binary distribution"}),
         );
         check(
+            parse,
             "mysqld",
             "0 [Note] /usr/sbin/mysqld: ready for connections.\nVersion: '10.3.34-MariaDB-1:10.3.34+maria~focal'  socket: '/var/run/mysqld/mysqld.sock'  port: 0  mariadb.org binary distribution",
             json!({"event": "ready", "server": "/usr/sbin/mysqld",
@@ -990,6 +994,7 @@ mod tests {
         );
         // MySQL 8 one-line banner.
         check(
+            parse,
             "mysqld",
             "0 [System] [MY-010931] [Server] /usr/sbin/mysqld: ready for connections. Version: '8.0.32'  socket: '/var/run/mysqld/mysqld.sock'  port: 3306  MySQL Community Server - GPL.",
             json!({"event": "ready", "server": "/usr/sbin/mysqld", "version": "8.0.32",
@@ -998,32 +1003,38 @@ mod tests {
         );
         // Shutdown (MariaDB 10.x, MySQL 5 and MySQL 8 wording).
         check(
+            parse,
             "mariadbd",
             "0 [Note] /usr/sbin/mariadbd (initiated by: unknown): Normal shutdown",
             json!({"event": "shutdown", "server": "/usr/sbin/mariadbd", "initiated_by": "unknown"}),
         );
         check(
+            parse,
             "mysqld",
             "[Note] /usr/sbin/mysqld: Normal shutdown",
             json!({"event": "shutdown", "server": "/usr/sbin/mysqld"}),
         );
         check(
+            parse,
             "mysqld",
             "0 [System] [MY-013172] [Server] Received SHUTDOWN from user <via user signal>. Shutting down mysqld (Version: 8.0.32).",
             json!({"event": "shutdown", "initiated_by": "<via user signal>"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [Note] mariadbd: Shutdown complete",
             json!({"event": "shutdown_complete", "server": "mariadbd"}),
         );
         check(
+            parse,
             "mysqld",
             "0 [System] [MY-010910] [Server] /usr/sbin/mysqld: Shutdown complete (mysqld 8.0.32)  MySQL Community Server - GPL.",
             json!({"event": "shutdown_complete", "server": "/usr/sbin/mysqld"}),
         );
         // InnoDB's own "Shutdown completed; …" stays a plain message.
         check(
+            parse,
             "mariadbd",
             "0 [Note] InnoDB: Shutdown completed; log sequence number 46590; transaction id 15",
             json!({"event": "message", "thread": 0, "level": "note", "subsystem": "InnoDB",
@@ -1031,6 +1042,7 @@ mod tests {
         );
         // Crash (MariaDB's signal handler).
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] /usr/sbin/mariadbd got signal 11 ;",
             json!({"event": "crash", "server": "/usr/sbin/mariadbd", "signal": 11}),
@@ -1041,6 +1053,7 @@ mod tests {
     fn entrypoint_lines() {
         // mariadb-docker entrypoint (mailcow #5941, warden #660, madock #14).
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Entrypoint script for MariaDB Server 1:10.11.6+maria~ubu2204 started.",
             json!({"event": "entrypoint", "level": "note", "step": "started", "product": "MariaDB",
@@ -1048,6 +1061,7 @@ mod tests {
                    "text": "Entrypoint script for MariaDB Server 1:10.11.6+maria~ubu2204 started."}),
         );
         check(
+            parse,
             "mysqld",
             "[Note] [Entrypoint]: Entrypoint script for MySQL Server 8.0.35-1.el8 started.",
             json!({"event": "entrypoint", "level": "note", "step": "started", "product": "MySQL",
@@ -1055,24 +1069,28 @@ mod tests {
                    "text": "Entrypoint script for MySQL Server 8.0.35-1.el8 started."}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Switching to dedicated user 'mysql'",
             json!({"event": "entrypoint", "level": "note", "step": "switching_user",
                    "text": "Switching to dedicated user 'mysql'"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: MariaDB upgrade not required",
             json!({"event": "entrypoint", "level": "note", "step": "upgrade_not_required",
                    "text": "MariaDB upgrade not required"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: MariaDB upgrade (mariadb-upgrade) required, but skipped due to $MARIADB_AUTO_UPGRADE setting",
             json!({"event": "entrypoint", "level": "note", "step": "upgrade_skipped",
                    "text": "MariaDB upgrade (mariadb-upgrade) required, but skipped due to $MARIADB_AUTO_UPGRADE setting"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Backing up system database to system_mysql_backup_10.5.25-MariaDB.sql.zst",
             json!({"event": "entrypoint", "level": "note", "step": "backup_system",
@@ -1080,24 +1098,28 @@ mod tests {
                    "text": "Backing up system database to system_mysql_backup_10.5.25-MariaDB.sql.zst"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Backing up system database to system_mysql_backup_unknown_version.sql.zst",
             json!({"event": "entrypoint", "level": "note", "step": "backup_system",
                    "text": "Backing up system database to system_mysql_backup_unknown_version.sql.zst"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Starting mariadb-upgrade",
             json!({"event": "entrypoint", "level": "note", "step": "upgrade_started",
                    "text": "Starting mariadb-upgrade"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Initializing database files",
             json!({"event": "entrypoint", "level": "note", "step": "initializing_database",
                    "text": "Initializing database files"}),
         );
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: Temporary server started.",
             json!({"event": "entrypoint", "level": "note", "step": "temporary_server",
@@ -1105,12 +1127,14 @@ mod tests {
         );
         // The password is never copied into the event.
         check(
+            parse,
             "mariadbd",
             "[Note] [Entrypoint]: GENERATED ROOT PASSWORD: s3cr3t-Pa55",
             json!({"event": "entrypoint", "level": "note", "step": "generated_root_password",
                    "text": "GENERATED ROOT PASSWORD:"}),
         );
         check(
+            parse,
             "mariadbd",
             "[ERROR] [Entrypoint]: Unable to start server.",
             json!({"event": "entrypoint", "level": "error", "step": "other",
@@ -1118,6 +1142,7 @@ mod tests {
         );
         // The stamp with a zone, left in by a syslog relay.
         check(
+            parse,
             "mariadbd",
             "2024-07-07 19:22:01-02:00 [Warn] [Entrypoint]: /usr/local/bin/docker-entrypoint.sh: ignoring /docker-entrypoint-initdb.d/x.txt",
             json!({"event": "entrypoint", "level": "warning", "step": "other",
@@ -1128,6 +1153,7 @@ mod tests {
     #[test]
     fn fatal_causes() {
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Unsupported redo log format. The redo log was created with MariaDB 10.11.6.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "unsupported_redo_log_format",
@@ -1136,6 +1162,7 @@ mod tests {
         );
         // A MySQL-written redo log (xtrabackup-style continuation without header).
         check(
+            parse,
             "mysqld",
             "InnoDB: Unsupported redo log format. The redo log was created with MySQL 8.0.32. Please follow the instructions at http://dev.mysql.com/doc/refman/5.7/en/upgrading-downgrading.html",
             json!({"event": "innodb_fatal", "cause": "unsupported_redo_log_format",
@@ -1144,6 +1171,7 @@ mod tests {
         );
         // DietPi #4899, dockhippie/mariadb #46.
         check(
+            parse,
             "mariadbd",
             "2021-10-30 22:05:27 0 [ERROR] InnoDB: Upgrade after a crash is not supported. The redo log was created with MariaDB 10.3.27.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "upgrade_after_crash",
@@ -1151,6 +1179,7 @@ mod tests {
                    "text": "InnoDB: Upgrade after a crash is not supported. The redo log was created with MariaDB 10.3.27."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Upgrade after a crash is not supported. The redo log was created with MariaDB 10.4.8, and it appears corrupted.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "upgrade_after_crash",
@@ -1158,6 +1187,7 @@ mod tests {
                    "text": "InnoDB: Upgrade after a crash is not supported. The redo log was created with MariaDB 10.4.8, and it appears corrupted."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Upgrade after a crash is not supported. This redo log was created before MariaDB 10.2.2.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "upgrade_after_crash",
@@ -1166,6 +1196,7 @@ mod tests {
         );
         // lando #3463.
         check(
+            parse,
             "mysqld",
             "0 [ERROR] InnoDB: Downgrade after a crash is not supported. The redo log was created with MariaDB 10.4.17.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "downgrade_after_crash",
@@ -1174,6 +1205,7 @@ mod tests {
         );
         // ddev #615: MariaDB 10.1 on newer data (a continuation line without header).
         check(
+            parse,
             "mysqld",
             "InnoDB: A downgrade from MariaDB 10.2.2 or later is not supported.",
             json!({"event": "innodb_fatal", "cause": "unsupported_redo_log_format",
@@ -1181,6 +1213,7 @@ mod tests {
                    "text": "InnoDB: A downgrade from MariaDB 10.2.2 or later is not supported."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: No valid checkpoint was found; the log was created with MariaDB 10.5.4.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "no_valid_checkpoint",
@@ -1189,6 +1222,7 @@ mod tests {
         );
         // MySQL 8 volume under MariaDB.
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: MySQL-8.0 tablespace in ./ibdata1",
             json!({"event": "innodb_fatal", "level": "error", "cause": "mysql_tablespace",
@@ -1196,6 +1230,7 @@ mod tests {
                    "text": "InnoDB: MySQL-8.0 tablespace in ./ibdata1"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Restart in MySQL for migration/recovery.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "restart_in_mysql",
@@ -1203,12 +1238,14 @@ mod tests {
         );
         // Two servers on one data directory, or wrong permissions (bisheng #1470 for MySQL 8).
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Unable to lock ./ibdata1 error: 11",
             json!({"event": "innodb_fatal", "level": "error", "cause": "datadir_locked",
                    "file": "./ibdata1", "errno": 11, "text": "InnoDB: Unable to lock ./ibdata1 error: 11"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] mariadbd: Can't lock aria control file '/var/lib/mysql/aria_log_control' for exclusive use, error: 11. Will retry for 30 seconds",
             json!({"event": "innodb_fatal", "level": "error", "cause": "datadir_locked",
@@ -1216,6 +1253,7 @@ mod tests {
                    "text": "mariadbd: Can't lock aria control file '/var/lib/mysql/aria_log_control' for exclusive use, error: 11. Will retry for 30 seconds"}),
         );
         check(
+            parse,
             "mysqld",
             "2025-07-22T22:31:49.550326Z 0 [ERROR] [MY-012574] [InnoDB] Unable to lock ./#innodb_redo/#ib_redo0 error: 13",
             json!({"event": "innodb_fatal", "level": "error", "cause": "datadir_locked",
@@ -1223,6 +1261,7 @@ mod tests {
                    "text": "Unable to lock ./#innodb_redo/#ib_redo0 error: 13"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Plugin initialization aborted with error Generic error",
             json!({"event": "innodb_fatal", "level": "error", "cause": "plugin_init_aborted",
@@ -1230,30 +1269,35 @@ mod tests {
                    "text": "InnoDB: Plugin initialization aborted with error Generic error"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Plugin 'InnoDB' init function returned error.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "plugin_init_failed",
                    "plugin": "InnoDB", "text": "Plugin 'InnoDB' init function returned error."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Plugin 'InnoDB' registration as a STORAGE ENGINE failed.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "engine_registration_failed",
                    "plugin": "InnoDB", "text": "Plugin 'InnoDB' registration as a STORAGE ENGINE failed."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Unknown/unsupported storage engine: InnoDB",
             json!({"event": "innodb_fatal", "level": "error", "cause": "unknown_storage_engine",
                    "engine": "InnoDB", "text": "Unknown/unsupported storage engine: InnoDB"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Aborting",
             json!({"event": "innodb_fatal", "level": "error", "cause": "aborting", "text": "Aborting"}),
         );
         // Missing or outdated system tables.
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Could not open mysql.plugin table: \"Table 'mysql.plugin' doesn't exist\". Some plugins may be not loaded",
             json!({"event": "innodb_fatal", "level": "error", "cause": "missing_system_table",
@@ -1261,6 +1305,7 @@ mod tests {
                    "text": "Could not open mysql.plugin table: \"Table 'mysql.plugin' doesn't exist\". Some plugins may be not loaded"}),
         );
         check(
+            parse,
             "mysqld",
             "[ERROR] Fatal error: Can't open and lock privilege tables: Table 'mysql.user' doesn't exist",
             json!({"event": "innodb_fatal", "level": "error", "cause": "missing_system_table",
@@ -1268,12 +1313,14 @@ mod tests {
                    "text": "Fatal error: Can't open and lock privilege tables: Table 'mysql.user' doesn't exist"}),
         );
         check(
+            parse,
             "mysqld",
             "[ERROR] Fatal error: Can't open and lock privilege tables: Incorrect file format 'user'",
             json!({"event": "innodb_fatal", "level": "error", "cause": "privilege_tables_unavailable",
                    "text": "Fatal error: Can't open and lock privilege tables: Incorrect file format 'user'"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Missing system table mysql.roles_mapping; please run mysql_upgrade to create it",
             json!({"event": "innodb_fatal", "level": "error", "cause": "missing_system_table",
@@ -1281,6 +1328,7 @@ mod tests {
                    "text": "Missing system table mysql.roles_mapping; please run mysql_upgrade to create it"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] InnoDB: Table `mysql`.`innodb_table_stats` not found.",
             json!({"event": "innodb_fatal", "level": "error", "cause": "missing_system_table",
@@ -1288,6 +1336,7 @@ mod tests {
                    "text": "InnoDB: Table `mysql`.`innodb_table_stats` not found."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Incorrect definition of table mysql.column_stats: expected column 'min_value' at position 3 to have type varbinary(255), found type varchar(255).",
             json!({"event": "innodb_fatal", "level": "error", "cause": "incorrect_table_definition",
@@ -1295,6 +1344,7 @@ mod tests {
                    "text": "Incorrect definition of table mysql.column_stats: expected column 'min_value' at position 3 to have type varbinary(255), found type varchar(255)."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [ERROR] Column count of mysql.proc is wrong. Expected 21, found 20. Created with MariaDB 100108, now running 100338. Please use mysql_upgrade to fix this error",
             json!({"event": "innodb_fatal", "level": "error", "cause": "column_count_wrong",
@@ -1302,6 +1352,7 @@ mod tests {
                    "text": "Column count of mysql.proc is wrong. Expected 21, found 20. Created with MariaDB 100108, now running 100338. Please use mysql_upgrade to fix this error"}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [Warning] InnoDB: Table mysql/innodb_table_stats has length mismatch in the column name table_name.  Please run mysql_upgrade",
             json!({"event": "innodb_fatal", "level": "warning", "cause": "upgrade_needed",
@@ -1312,6 +1363,7 @@ mod tests {
     #[test]
     fn generic_messages() {
         check(
+            parse,
             "mariadbd",
             "2023-03-14  0:00:31 0 [Note] InnoDB: Using Linux native AIO",
             json!({"event": "message", "thread": 0, "level": "note", "subsystem": "InnoDB",
@@ -1319,17 +1371,20 @@ mod tests {
         );
         // The 10.1-era OS thread id; MySQL 5's YYMMDD stamp without thread id.
         check(
+            parse,
             "mysqld",
             "2018-01-23 17:21:06 140200324049800 [Note] InnoDB: Highest supported file format is Barracuda.",
             json!({"event": "message", "thread": 140200324049800u64, "level": "note",
                    "subsystem": "InnoDB", "text": "Highest supported file format is Barracuda."}),
         );
         check(
+            parse,
             "mysqld",
             "150304 10:11:12 [Note] Plugin 'FEDERATED' is disabled.",
             json!({"event": "message", "level": "note", "text": "Plugin 'FEDERATED' is disabled."}),
         );
         check(
+            parse,
             "mariadbd",
             "0 [Warning] 'default-authentication-plugin' is MySQL 5.6 / 5.7 compatible option. To be implemented in later versions.",
             json!({"event": "message", "thread": 0, "level": "warning",
@@ -1337,12 +1392,14 @@ mod tests {
         );
         // A refused database login (MariaDB's log_warnings=2 wording; MySQL 8 alike).
         check(
+            parse,
             "mariadbd",
             "12 [Warning] Access denied for user 'root'@'172.22.1.9' (using password: YES)",
             json!({"event": "access_denied", "user": "root", "client": "172.22.1.9",
                    "using_password": true}),
         );
         check(
+            parse,
             "mysqld",
             "2023-04-14T03:28:03.492028Z 8 [Note] [MY-010926] [Server] Access denied for user 'mailcow'@'localhost' (using password: NO)",
             json!({"event": "access_denied", "user": "mailcow", "client": "localhost",
@@ -1350,6 +1407,7 @@ mod tests {
         );
         // MySQL 8 bracketed columns (bisheng #1470).
         check(
+            parse,
             "mysqld",
             "2025-07-22T22:31:47.953259Z 1 [System] [MY-013576] [InnoDB] InnoDB initialization has started.",
             json!({"event": "message", "thread": 1, "level": "system", "code": "MY-013576",
@@ -1393,17 +1451,9 @@ mod tests {
 
         #[test]
         fn never_panics_on_mutations(i in 0..SAMPLES.len(), cut in 0usize..400, at in 0usize..400, c in any::<char>()) {
-            let base = SAMPLES[i];
-            let cut = base.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(base.len());
-            let _ = parse("mariadbd", &base[..cut]);
-            let _ = parse("mariadbd", &base[cut..]);
-            let mut m: Vec<char> = base.chars().collect();
-            if !m.is_empty() {
-                let at = at % m.len();
-                m[at] = c;
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("mariadbd", &m);
             }
-            let m: String = m.into_iter().collect();
-            let _ = parse("mariadbd", &m);
         }
     }
 }

@@ -14,6 +14,8 @@ pub mod nginx;
 pub mod postfix;
 pub mod rspamd;
 pub mod sogo;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod text;
 
 use serde::Serialize;

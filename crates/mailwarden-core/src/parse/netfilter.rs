@@ -500,13 +500,9 @@ fn errors(m: &str) -> Option<NetfilterEvent<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::{Value, json};
-
-    fn check(program: &str, message: &str, expected: Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "\nmessage: {message}");
-    }
 
     // Shapes: the format strings of mailcow-dockerized data/Dockerfiles/netfilter
     // (server.py 2017–2023, main.py and modules/IPTables.py, NFTables.py 2023–),
@@ -615,7 +611,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("netfilter-mailcow", msg, want);
+            check(parse, "netfilter-mailcow", msg, want);
         }
     }
 
@@ -729,7 +725,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("netfilter", msg, want);
+            check(parse, "netfilter", msg, want);
         }
         assert!(parse("netfilter", SAMPLES[0]).unwrap().is_ban());
         assert!(parse("netfilter", SAMPLES[6]).unwrap().is_health_problem());
@@ -764,22 +760,9 @@ mod tests {
 
         #[test]
         fn truncations_and_mutations(i in 0usize..7, cut in 0usize..200, at in 0usize..200, c in any::<char>()) {
-            let line = SAMPLES[i];
-            let mut end = cut.min(line.len());
-            while !line.is_char_boundary(end) { end -= 1; }
-            let _ = parse("netfilter", &line[..end]);
-            let mut pos = at.min(line.len());
-            while !line.is_char_boundary(pos) { pos -= 1; }
-            let mut m = String::with_capacity(line.len() + 4);
-            m.push_str(&line[..pos]);
-            m.push(c);
-            m.push_str(&line[pos..]);
-            let _ = parse("netfilter", &m);
-            let mut d = String::with_capacity(line.len());
-            d.push_str(&line[..pos]);
-            let next = line[pos..].chars().next().map_or(0, char::len_utf8);
-            d.push_str(&line[pos + next..]);
-            let _ = parse("netfilter", &d);
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("netfilter", &m);
+            }
         }
     }
 }

@@ -677,13 +677,9 @@ fn fpm_access(msg: &str) -> Option<NginxEvent<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn check(program: &str, message: &str, expected: serde_json::Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "{message}");
-    }
 
     /// Sample lines. Sources: mailcow-dockerized issues #4534, #6331 and #5478
     /// (nginx-mailcow access and error lines), #704 and mailcow #791 (FastCGI
@@ -704,6 +700,7 @@ mod tests {
     fn access_lines() {
         // combined, as the site includes log it (mailcow #4534).
         check(
+            parse,
             "nginx",
             SAMPLES[0],
             json!({"event": "access", "client": "172.22.1.1", "method": "GET", "path": "/SOGo/",
@@ -712,6 +709,7 @@ mod tests {
         );
         // main format with X-Forwarded-For, basic-auth user (mailcow #704).
         check(
+            parse,
             "nginx",
             "82.32.1.35 - ryan@example.eu [31/Oct/2017:00:09:13 +0000] \"POST /autodiscover/autodiscover.xml HTTP/1.0\" 401 0 \"-\" \"Android-Mail/7.9.24.172525262.release\" \"198.51.100.4, 10.0.0.1\"",
             json!({"event": "access", "client": "82.32.1.35", "user": "ryan@example.eu",
@@ -722,6 +720,7 @@ mod tests {
         );
         // A TLS ClientHello on the plain port: method/path stay empty, the raw request is kept.
         check(
+            parse,
             "nginx",
             SAMPLES[1],
             json!({"event": "access", "client": "192.0.2.7",
@@ -730,23 +729,27 @@ mod tests {
         );
         // An empty request ("-" in older nginx, "" in newer) and a 408.
         check(
+            parse,
             "nginx",
             "192.0.2.8 - - [14/Mar/2023:00:00:31 +0000] \"-\" 408 0 \"-\" \"-\"",
             json!({"event": "access", "client": "192.0.2.8", "request": "-", "status": 408, "bytes": 0}),
         );
         check(
+            parse,
             "nginx",
             "192.0.2.8 - - [14/Mar/2023:00:00:31 +0000] \"\" 400 0 \"-\" \"-\"",
             json!({"event": "access", "client": "192.0.2.8", "request": "", "status": 400, "bytes": 0}),
         );
         // IPv6 client, scanner path, common format (no referer / agent), extra custom field.
         check(
+            parse,
             "nginx",
             "2001:db8::5 - - [14/Mar/2023:00:00:31 +0100] \"GET /.env HTTP/1.1\" 404 153",
             json!({"event": "access", "client": "2001:db8::5", "method": "GET", "path": "/.env",
                    "protocol": "HTTP/1.1", "request": "GET /.env HTTP/1.1", "status": 404, "bytes": 153}),
         );
         check(
+            parse,
             "nginx",
             "198.51.100.2 - - [14/Mar/2023:00:00:31 +0100] \"GET /SOGo/dav HTTP/1.1\" 401 0 \"-\" \"DAVx5/4.3\" \"-\" rt=0.004",
             json!({"event": "access", "client": "198.51.100.2", "method": "GET", "path": "/SOGo/dav",
@@ -758,6 +761,7 @@ mod tests {
     #[test]
     fn error_lines() {
         check(
+            parse,
             "nginx",
             SAMPLES[2],
             json!({"event": "error", "level": "error", "worker_pid": 12, "worker_tid": 12, "connection": 1,
@@ -767,6 +771,7 @@ mod tests {
         );
         // mailcow #5478: upstream (php-fpm) down; the stamp left in the message is skipped.
         check(
+            parse,
             "nginx",
             "2023/10/17 14:17:37 [error] 25#25: *18 connect() failed (111: Connection refused) while connecting to upstream, client: 172.22.1.12, server: mail.example.de, request: \"GET / HTTP/1.1\", upstream: \"fastcgi://[fd4d:6169:6c63:6f77::9]:9002\", host: \"nginx\"",
             json!({"event": "error", "level": "error", "worker_pid": 25, "worker_tid": 25, "connection": 18,
@@ -776,6 +781,7 @@ mod tests {
         );
         // TLS handshake noise from scanners (stream-like context, no request).
         check(
+            parse,
             "nginx",
             "[crit] 35#35: *123 SSL_do_handshake() failed (SSL: error:0A00006C:SSL routines::bad key share) while SSL handshaking, client: 198.51.100.9, server: 0.0.0.0:443",
             json!({"event": "error", "level": "crit", "worker_pid": 35, "worker_tid": 35, "connection": 123,
@@ -784,6 +790,7 @@ mod tests {
         );
         // A request line containing a quote and a fake context: the real context wins.
         check(
+            parse,
             "nginx",
             "[error] 7#7: *9 open() \"/web/a, client: 6.6.6.6\" failed (2: No such file or directory), client: 1.2.3.4, server: mail.example.org, request: \"GET /a\", client: 6.6.6.6 HTTP/1.1\", host: \"mail.example.org\", referrer: \"https://evil.example/\"",
             json!({"event": "error", "level": "error", "worker_pid": 7, "worker_tid": 7, "connection": 9,
@@ -794,12 +801,14 @@ mod tests {
         );
         // Worker lifecycle and startup errors without connection or context.
         check(
+            parse,
             "nginx",
             "[notice] 1#1: start worker process 35",
             json!({"event": "error", "level": "notice", "worker_pid": 1, "worker_tid": 1,
                    "text": "start worker process 35"}),
         );
         check(
+            parse,
             "nginx",
             "nginx: [emerg] host not found in upstream \"phpfpm:9002\" in /etc/nginx/includes/site-defaults.conf:96",
             json!({"event": "error", "level": "emerg",
@@ -811,6 +820,7 @@ mod tests {
     fn ui_login_failures() {
         // mailcow #704: nginx's FastCGI stderr.
         check(
+            parse,
             "nginx",
             SAMPLES[3],
             json!({"event": "ui_login_failed", "app": "mailcow UI", "user": "ryan@example.eu",
@@ -818,18 +828,21 @@ mod tests {
         );
         // mailcow #6331: php-fpm worker output.
         check(
+            parse,
             "php-fpm",
             SAMPLES[5],
             json!({"event": "ui_login_failed", "app": "mailcow UI", "user": "admin", "client": "203.0.113.9"}),
         );
         // mailcow PR #6281: Rspamd UI.
         check(
+            parse,
             "php-fpm",
             "[28-Jan-2025 20:29:06] WARNING: [pool web-worker] child 68 said into stderr: \"NOTICE: PHP message: Rspamd UI: Invalid password by 198.51.100.23\"",
             json!({"event": "ui_login_failed", "app": "Rspamd UI", "client": "198.51.100.23"}),
         );
         // A user name containing " by " keeps the last one as the address.
         check(
+            parse,
             "php-fpm",
             "[25-Feb-2025 17:03:10] WARNING: [pool web-worker] child 55 said into stderr: \"NOTICE: PHP message: mailcow UI: Invalid password for a by b by 2001:db8::1\"",
             json!({"event": "ui_login_failed", "app": "mailcow UI", "user": "a by b", "client": "2001:db8::1"}),
@@ -840,29 +853,34 @@ mod tests {
     fn fpm_lines() {
         // mailcow #1141.
         check(
+            parse,
             "php-fpm",
             SAMPLES[4],
             json!({"event": "fpm", "level": "notice", "text": "fpm is running, pid 1"}),
         );
         check(
+            parse,
             "php-fpm",
             "[05-Mar-2018 11:54:41] NOTICE: ready to handle connections",
             json!({"event": "fpm", "level": "notice", "text": "ready to handle connections"}),
         );
         // mailcow #931.
         check(
+            parse,
             "php-fpm",
             "[18-Jan-2018 10:00:00] WARNING: [pool www] server reached pm.max_children setting (10), consider raising it",
             json!({"event": "fpm", "level": "warning", "pool": "www",
                    "text": "server reached pm.max_children setting (10), consider raising it"}),
         );
         check(
+            parse,
             "php-fpm",
             "[14-Mar-2023 00:00:31] NOTICE: [pool system-worker] child 25 exited with code 0 after 0.001 seconds from start",
             json!({"event": "fpm", "level": "notice", "pool": "system-worker", "child": 25,
                    "text": "child 25 exited with code 0 after 0.001 seconds from start"}),
         );
         check(
+            parse,
             "php-fpm",
             "[14-Mar-2023 00:00:31] WARNING: [pool web-worker] child 12 said into stderr: \"NOTICE: PHP message: PHP Warning:  Undefined array key \"x\" in /web/inc/functions.inc.php on line 42\"",
             json!({"event": "fpm_worker_output", "level": "warning", "pool": "web-worker", "child": 12,
@@ -871,12 +889,14 @@ mod tests {
         );
         // Access lines (mailcow #1141): with user, and with an empty user.
         check(
+            parse,
             "php-fpm",
             SAMPLES[6],
             json!({"event": "fpm_access", "client": "172.22.1.10", "user": "admin", "method": "GET",
                    "path": "/status.php", "request": "GET /status.php", "status": 200}),
         );
         check(
+            parse,
             "php-fpm",
             SAMPLES[7],
             json!({"event": "fpm_access", "client": "fd4d:6169:6c63:6f77::d", "method": "HEAD",
@@ -937,18 +957,10 @@ mod tests {
 
         #[test]
         fn never_panics_on_mutations(i in 0..SAMPLES.len(), cut in 0usize..400, at in 0usize..400, c in any::<char>()) {
-            let base = SAMPLES[i];
-            let cut = base.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(base.len());
-            let _ = parse("nginx", &base[..cut]);
-            let _ = parse("php-fpm", &base[cut..]);
-            let mut m: Vec<char> = base.chars().collect();
-            if !m.is_empty() {
-                let at = at % m.len();
-                m[at] = c;
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("nginx", &m);
+                let _ = parse("php-fpm", &m);
             }
-            let m: String = m.into_iter().collect();
-            let _ = parse("nginx", &m);
-            let _ = parse("php-fpm", &m);
         }
     }
 }

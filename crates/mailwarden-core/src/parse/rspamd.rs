@@ -887,13 +887,9 @@ fn parse_pre_result<'a>(h: &Header<'a>) -> Option<RspamdEvent<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::{Value, json};
-
-    fn check(program: &str, message: &str, expected: Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "\nmessage: {message}");
-    }
 
     // Real trace: NethServer docs (mail.rst), /work/shared/corpus/logs/mailflow-trace.
     const TRACE_PARSE: &str = "<8ae27d>; proxy; rspamd_message_parse: loaded message; id: <5afa242e.hP5p/mry+fTNNjms%no-reply@example.com>; queue-id: <A785B308622AB>; size: 2348; checksum: <b1035f4fb07162ba88053d9e38df9c93>";
@@ -909,6 +905,7 @@ mod tests {
     #[test]
     fn task_trace_line() {
         check(
+            parse,
             "rspamd",
             TRACE_TASK,
             json!({
@@ -1078,7 +1075,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("rspamd", msg, want);
+            check(parse, "rspamd", msg, want);
         }
     }
 
@@ -1169,7 +1166,7 @@ mod tests {
             ),
         ];
         for (msg, want) in cases {
-            check("rspamd", msg, want);
+            check(parse, "rspamd", msg, want);
         }
     }
 
@@ -1205,22 +1202,9 @@ mod tests {
 
         #[test]
         fn truncations_and_mutations(i in 0usize..5, cut in 0usize..2000, at in 0usize..2000, c in any::<char>()) {
-            let line = SAMPLES[i];
-            let mut end = cut.min(line.len());
-            while !line.is_char_boundary(end) { end -= 1; }
-            let _ = parse("rspamd", &line[..end]);
-            let mut pos = at.min(line.len());
-            while !line.is_char_boundary(pos) { pos -= 1; }
-            let mut m = String::with_capacity(line.len() + 4);
-            m.push_str(&line[..pos]);
-            m.push(c);
-            m.push_str(&line[pos..]);
-            let _ = parse("rspamd", &m);
-            let mut d = String::with_capacity(line.len());
-            d.push_str(&line[..pos]);
-            let next = line[pos..].chars().next().map_or(0, char::len_utf8);
-            d.push_str(&line[pos + next..]);
-            let _ = parse("rspamd", &d);
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("rspamd", &m);
+            }
         }
     }
 }

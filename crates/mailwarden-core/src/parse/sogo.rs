@@ -544,13 +544,9 @@ fn after_word<'a>(s: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::test_support::{self, check};
     use proptest::prelude::*;
     use serde_json::json;
-
-    fn check(program: &str, message: &str, expected: serde_json::Value) {
-        let got = serde_json::to_value(parse(program, message)).unwrap();
-        assert_eq!(got, expected, "{message}");
-    }
 
     /// Sample lines. Sources: mailcow-dockerized issues #2 (SOGo start-up,
     /// access line with `8M`), #40/#121/#6163 (failed web logins), #1395 (access
@@ -573,12 +569,14 @@ mod tests {
     #[test]
     fn web_logins() {
         check(
+            parse,
             "sogod",
             SAMPLES[0],
             json!({"event": "login_succeeded", "client": "1.2.3.4", "user": "a@b", "expire": -1, "grace": -1}),
         );
         // mailcow #121.
         check(
+            parse,
             "sogod",
             SAMPLES[1],
             json!({"event": "login_failed", "client": "172.22.1.1", "user": "mitchell@example.com",
@@ -586,6 +584,7 @@ mod tests {
         );
         // mailcow #1591: a user name with a stray quote, IPv6 client.
         check(
+            parse,
             "sogod",
             "SOGoRootPage Login from '2001:db8::7' for user ''*@example.com' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0",
             json!({"event": "login_failed", "client": "2001:db8::7", "user": "'*@example.com",
@@ -593,6 +592,7 @@ mod tests {
         );
         // Password right, policy refuses (bound: 1, password expired policy code).
         check(
+            parse,
             "sogod",
             "SOGoRootPage Login from '198.51.100.3' for user 'b@example.org' might not have worked - password policy: 2  grace: 0  expire: -1  bound: 1",
             json!({"event": "login_failed", "client": "198.51.100.3", "user": "b@example.org",
@@ -600,18 +600,21 @@ mod tests {
         );
         // Older SOGo wordings (no address).
         check(
+            parse,
             "sogod",
             "SOGoRootPage Login for user 'a@b' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0",
             json!({"event": "login_failed", "user": "a@b", "policy": 65535, "grace": -1, "expire": -1,
                    "bound": false}),
         );
         check(
+            parse,
             "sogod",
             "SOGoRootPage failed login for user 'a@b' due to wrong password",
             json!({"event": "login_failed", "user": "a@b"}),
         );
         // Mailcow's log view cut before the pid: `[64]: …` (mailcow #1395 shape).
         check(
+            parse,
             "sogod",
             "[64]: SOGoRootPage successful login from '(null)' for user 'a@b' - expire = 3600  grace = -1",
             json!({"event": "login_succeeded", "user": "a@b", "expire": 3600, "grace": -1}),
@@ -621,16 +624,19 @@ mod tests {
     #[test]
     fn totp() {
         check(
+            parse,
             "sogod",
             SAMPLES[8],
             json!({"event": "totp", "user": "a@b", "outcome": "invalid"}),
         );
         check(
+            parse,
             "sogod",
             "SOGoRootPage Missing TOTP key for 'a@b', asking it..",
             json!({"event": "totp", "user": "a@b", "outcome": "missing"}),
         );
         check(
+            parse,
             "sogod",
             "SOGoRootPage New TOTP key for 'a@b' must be created",
             json!({"event": "totp", "user": "a@b", "outcome": "must_recreate"}),
@@ -641,18 +647,21 @@ mod tests {
     fn basic_auth_failures() {
         // mailcow #5244.
         check(
+            parse,
             "sogod",
             SAMPLES[2],
             json!({"event": "auth_failed", "authenticator": "SOGoWebAuthenticator",
                    "user": "user@example.org", "reason": "wrong_password"}),
         );
         check(
+            parse,
             "sogod",
             "<0x0x55d1c2a3b4c0[SOGoDAVAuthenticator]> got empty password for user 'phone@example.org'!",
             json!({"event": "auth_failed", "authenticator": "SOGoDAVAuthenticator",
                    "user": "phone@example.org", "reason": "empty_password"}),
         );
         check(
+            parse,
             "sogod",
             "<0x0x55d1c2a3b4c0[SOGoDAVAuthenticator]> got malformed basic credentials (missing colon)!",
             json!({"event": "auth_failed", "authenticator": "SOGoDAVAuthenticator",
@@ -660,6 +669,7 @@ mod tests {
         );
         // The Authorization header is not copied into the event.
         check(
+            parse,
             "sogod",
             "<0x0x55d1c2a3b4c0[SOGoDAVAuthenticator]> tried unknown authentication method: Bearer abc.def (B)",
             json!({"event": "auth_failed", "authenticator": "SOGoDAVAuthenticator",
@@ -671,6 +681,7 @@ mod tests {
     fn access_lines() {
         // mailcow #2.
         check(
+            parse,
             "sogod",
             SAMPLES[3],
             json!({"event": "access", "client": "37.201.192.192", "method": "POST", "path": "/SOGo/connect",
@@ -679,6 +690,7 @@ mod tests {
         );
         // WOHttpTransaction.m with the date.
         check(
+            parse,
             "sogod",
             SAMPLES[4],
             json!({"event": "access", "client": "1.2.3.4", "method": "POST", "path": "/SOGo/connect",
@@ -687,6 +699,7 @@ mod tests {
         );
         // mailcow #5244: the watchdog's host name, newer trailing columns.
         check(
+            parse,
             "sogod",
             "mailcowdockerized-watchdog-mailcow-1.mailcowdockerized_mailcow-network \"GET /SOGo.index/ HTTP/1.1\" 200 2584/0 0.005 - - 0 - 11",
             json!({"event": "access", "client": "mailcowdockerized-watchdog-mailcow-1.mailcowdockerized_mailcow-network",
@@ -696,6 +709,7 @@ mod tests {
         );
         // A request with a quote inside the URI; no duration.
         check(
+            parse,
             "sogod",
             "local \"GET /SOGo/so/a\"b HTTP/1.1\" 404 0/0 -",
             json!({"event": "access", "client": "local", "request": "GET /SOGo/so/a\"b HTTP/1.1",
@@ -708,12 +722,14 @@ mod tests {
     fn generic_lines() {
         // mailcow #2.
         check(
+            parse,
             "sogod",
             SAMPLES[5],
             json!({"event": "message", "level": "error", "class": "SOGoUserManager",
                    "text": "No authentication sources defined - nobody will be able to login. Check your defaults."}),
         );
         check(
+            parse,
             "sogod",
             "[WARN] <0x0x7ff6533ed820[WOxElemBuilder]> could not locate builders: WOxExtElemBuilder,WOxExtElemBuilder",
             json!({"event": "message", "level": "warn", "class": "WOxElemBuilder",
@@ -721,22 +737,26 @@ mod tests {
         );
         // mailcow #1591 / #4078.
         check(
+            parse,
             "sogod",
             "<0x0x555c6e6b42a0[WOWatchDog]> child spawned with pid 58",
             json!({"event": "message", "level": "info", "class": "WOWatchDog", "text": "child spawned with pid 58"}),
         );
         check(
+            parse,
             "sogod",
             "|SOGo| request took 0.027754 seconds to execute",
             json!({"event": "message", "level": "info", "class": "SOGo",
                    "text": "request took 0.027754 seconds to execute"}),
         );
         check(
+            parse,
             "sogod",
             "[ERROR] Could not connect to memcached",
             json!({"event": "message", "level": "error", "text": "Could not connect to memcached"}),
         );
         check(
+            parse,
             "sogod",
             "SOGoRootPage some other component message",
             json!({"event": "message", "level": "info", "class": "SOGoRootPage",
@@ -744,17 +764,20 @@ mod tests {
         );
         // NSLog lines (mailcow #2756, #1395).
         check(
+            parse,
             "sogod",
             SAMPLES[6],
             json!({"event": "message", "level": "info", "text": "Adding uh 55357 ul 56380"}),
         );
         check(
+            parse,
             "sogod",
             SAMPLES[7],
             json!({"event": "exception", "name": "NSRangeException", "reason": "Range location + length too great",
                    "text": "<NSException: 0x5606b0f138b0> NAME:NSRangeException REASON:Range location + length too great INFO:(null)"}),
         );
         check(
+            parse,
             "sogod",
             "01:58:28.430 sogod[47:47] EXCEPTION: <NSException: 0x5650d3ce9630> NAME:NSRangeException REASON:Range location + length too great INFO:(null)",
             json!({"event": "exception", "name": "NSRangeException", "reason": "Range location + length too great",
@@ -796,17 +819,9 @@ mod tests {
 
         #[test]
         fn never_panics_on_mutations(i in 0..SAMPLES.len(), cut in 0usize..400, at in 0usize..400, c in any::<char>()) {
-            let base = SAMPLES[i];
-            let cut = base.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(base.len());
-            let _ = parse("sogod", &base[..cut]);
-            let _ = parse("sogod", &base[cut..]);
-            let mut m: Vec<char> = base.chars().collect();
-            if !m.is_empty() {
-                let at = at % m.len();
-                m[at] = c;
+            for m in test_support::mutations(SAMPLES[i], cut, at, c) {
+                let _ = parse("sogod", &m);
             }
-            let m: String = m.into_iter().collect();
-            let _ = parse("sogod", &m);
         }
     }
 }

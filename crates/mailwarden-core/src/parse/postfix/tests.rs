@@ -6,14 +6,16 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::parse::test_support;
 
 /// Parses `message` as written by `program` and compares the JSON form (with
 /// `service`/`daemon` removed when `expect` does not mention them).
 #[track_caller]
 fn check(program: &str, message: &str, expect: Value) {
+    let context = format!("program: {program}\nmessage: {message}");
     let got = parse(program, message).map(|e| serde_json::to_value(e).unwrap());
     let Some(mut got) = got else {
-        panic!("no parse for {program}: {message}");
+        panic!("no parse for\n{context}");
     };
     let obj = got.as_object_mut().unwrap();
     let exp = expect.as_object().unwrap();
@@ -22,7 +24,7 @@ fn check(program: &str, message: &str, expect: Value) {
             obj.remove(k);
         }
     }
-    assert_eq!(got, expect, "\n{program}: {message}");
+    test_support::check_json(Some(got), &expect, &context);
 }
 
 #[track_caller]
@@ -557,10 +559,11 @@ proptest! {
     #[test]
     fn never_panics_on_truncated_or_mutated_lines(i in 0usize..6, cut in 0usize..300, pos in 0usize..300, c in any::<char>()) {
         let (program, line) = samples()[i];
-        let mut s: String = line.chars().take(cut).collect();
-        let _ = parse(program, &s);
-        let at = s.char_indices().nth(pos % (s.chars().count() + 1)).map(|(i, _)| i).unwrap_or(s.len());
-        s.insert(at, c);
-        let _ = parse(program, &s);
+        let variants = test_support::mutations(line, cut, pos, c);
+        // The same edits within the truncated line (its prefix comes first).
+        let in_prefix = test_support::mutations(&variants[0], cut, pos, c);
+        for m in variants.iter().chain(&in_prefix) {
+            let _ = parse(program, m);
+        }
     }
 }
