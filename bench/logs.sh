@@ -21,7 +21,7 @@
 # Environment:
 #   CORPUS      the public corpus (default: ../shared/corpus beside the checkout)
 #   SKIP_BUILD  1 = do not run cargo build
-#   RUNS        runs per measurement, the best is kept (default 3)
+#   RUNS        runs per measurement, the best is kept (default 5)
 #   BENCH_CPU   the core to pin to with taskset (default 0)
 #   PFLOGSUMM   the pflogsumm to run (default: pflogsumm on PATH, else /usr/sbin/pflogsumm)
 #
@@ -34,7 +34,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 DATA=$BENCH/data
 CORPUS=${CORPUS:-$(cd "$ROOT/.." && pwd)/shared/corpus}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 BENCH_CPU=${BENCH_CPU:-0}
 
 # The corpus log covers 3 whole days (2023-03-14 .. 2023-03-16); 10 copies

@@ -307,7 +307,7 @@ pub(crate) fn split_tag(s: &str) -> (&str, Option<u32>, &str) {
     let mut pid = None;
     let bracket = rest.strip_prefix('[').or_else(|| rest.strip_prefix(" ["));
     if let Some(after) = bracket
-        && let Some(close) = after.find(']')
+        && let Some(close) = after.bytes().position(|b| b == b']')
     {
         pid = after[..close].parse().ok();
         rest = &after[close + 1..];

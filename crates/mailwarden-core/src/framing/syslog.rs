@@ -33,7 +33,10 @@ fn time_err(e: TimeError) -> UnparsedReason {
 /// Splits `host tag[pid]: msg`.
 fn host_and_tag(rest: &str) -> Result<(&str, &str, Option<u32>, &str), UnparsedReason> {
     let rest = rest.trim_start_matches(' ');
-    let sp = rest.find(' ').ok_or(UnparsedReason::Framing)?;
+    let sp = rest
+        .bytes()
+        .position(|b| b == b' ')
+        .ok_or(UnparsedReason::Framing)?;
     let host = &rest[..sp];
     let (tag, pid, msg) = split_tag(&rest[sp + 1..]);
     Ok((host, tag, pid, msg))

@@ -662,7 +662,8 @@ pub enum AbortReason {
 
 /// Splits `postfix/submission/smtpd` into (`postfix/submission`, `smtpd`).
 pub fn split_program(program: &str) -> (&str, &str) {
-    match program.rfind('/') {
+    // A plain loop: tags are a few bytes, too short for memrchr to pay off.
+    match program.bytes().rposition(|b| b == b'/') {
         Some(i) => (&program[..i], &program[i + 1..]),
         None => ("", program),
     }
@@ -1317,6 +1318,11 @@ fn parse_anvil(rest: &str) -> Option<PostfixMsg<'_>> {
 
 /// postscreen's upper-case verdict lines.
 fn parse_postscreen(body: &str) -> Option<PostfixMsg<'_>> {
+    // Verdict words start with capitals; others (warnings, cache lines) go
+    // straight to the common shapes without trying every verdict.
+    if !body.as_bytes().first().is_some_and(u8::is_ascii_uppercase) {
+        return None;
+    }
     if let Some(rest) = body.strip_prefix("CONNECT from ") {
         let (ip, port, rest) = parse_bracket_addr(rest)?;
         let (server_ip, server_port, _) = parse_bracket_addr(rest.strip_prefix(" to ")?)?;
