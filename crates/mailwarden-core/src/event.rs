@@ -25,7 +25,7 @@ use crate::time::Timestamp;
 
 /// Where a line came from: the input (an index into the run's list of inputs)
 /// and the 1-based line number inside it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct Position {
     /// Index of the input in the run (0 for the first file named).
     pub source: u32,
@@ -345,5 +345,125 @@ mod tests {
         ] {
             assert!(QueueId::parse(bad).is_none(), "{bad}");
         }
+    }
+}
+
+/// The fields of an event that searches and the store index: who, from where,
+/// about which message. Empty for events that carry none of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IndexFields<'a> {
+    /// Postfix queue id.
+    pub queue_id: Option<&'a str>,
+    /// Client (or remote peer) address.
+    pub client_ip: Option<&'a str>,
+    /// Envelope sender.
+    pub sender: Option<&'a str>,
+    /// Envelope recipient.
+    pub recipient: Option<&'a str>,
+    /// Login name (SASL, IMAP/POP3, SOGo), successful or tried.
+    pub user: Option<&'a str>,
+    /// Message-ID.
+    pub message_id: Option<&'a str>,
+}
+
+impl<'a> Event<'a> {
+    /// The indexable fields of this event.
+    pub fn index_fields(&self) -> IndexFields<'a> {
+        use crate::parse::dovecot::DovecotEvent;
+        use crate::parse::postfix::PostfixMsg;
+        use crate::parse::sogo::SogoEvent;
+        let mut f = IndexFields::default();
+        match &self.kind {
+            EventKind::Postfix(p) => {
+                f.queue_id = p.queue_id.map(|q| q.as_str());
+                match &p.msg {
+                    PostfixMsg::Connect { client }
+                    | PostfixMsg::Disconnect { client, .. }
+                    | PostfixMsg::SessionAbort { client, .. }
+                    | PostfixMsg::NonSmtpCommand { client, .. }
+                    | PostfixMsg::ImproperPipelining { client, .. }
+                    | PostfixMsg::RateLimit { client, .. } => f.client_ip = Some(client.ip),
+                    PostfixMsg::SaslAuthFailed {
+                        client,
+                        sasl_username,
+                        ..
+                    } => {
+                        f.client_ip = Some(client.ip);
+                        f.user = *sasl_username;
+                    }
+                    PostfixMsg::ClientAccepted {
+                        client,
+                        sasl_username,
+                        ..
+                    } => {
+                        f.client_ip = Some(client.ip);
+                        f.user = *sasl_username;
+                    }
+                    PostfixMsg::Action { client, from, to, .. } => {
+                        f.client_ip = client.map(|c| c.ip);
+                        f.sender = *from;
+                        f.recipient = *to;
+                    }
+                    PostfixMsg::MessageId { message_id, .. } => f.message_id = Some(message_id),
+                    PostfixMsg::QueueActive { from, .. } | PostfixMsg::Expired { from, .. } => {
+                        f.sender = Some(from)
+                    }
+                    PostfixMsg::Pickup { from, .. } => f.sender = Some(from),
+                    PostfixMsg::Delivery { to, .. } => f.recipient = Some(to),
+                    PostfixMsg::ScreenConnect { ip, .. }
+                    | PostfixMsg::ScreenPass { ip, .. }
+                    | PostfixMsg::ScreenPregreet { ip, .. }
+                    | PostfixMsg::ScreenDnsblRank { ip, .. }
+                    | PostfixMsg::ScreenHangup { ip, .. }
+                    | PostfixMsg::ScreenDisconnect { ip, .. }
+                    | PostfixMsg::ScreenViolation { ip, .. }
+                    | PostfixMsg::ScreenListed { ip, .. }
+                    | PostfixMsg::DnsblListed { ip, .. } => f.client_ip = Some(ip),
+                    _ => {}
+                }
+            }
+            EventKind::Dovecot(d) => match d {
+                DovecotEvent::Login { user, rip, .. } | DovecotEvent::LoginAborted { user, rip, .. } => {
+                    f.user = *user;
+                    f.client_ip = *rip;
+                }
+                DovecotEvent::AuthFailure { user, rip, .. } => {
+                    f.user = *user;
+                    f.client_ip = *rip;
+                }
+                DovecotEvent::Delivered { user, msgid, .. } => {
+                    f.user = *user;
+                    f.message_id = msgid.map(|m| m.trim_start_matches('<').trim_end_matches('>'));
+                }
+                _ => {}
+            },
+            EventKind::Sogo(s) => match s {
+                SogoEvent::LoginSucceeded { client, user, .. }
+                | SogoEvent::LoginFailed { client, user, .. } => {
+                    f.user = Some(user);
+                    f.client_ip = *client;
+                }
+                _ => {}
+            },
+            EventKind::Rspamd(r) => {
+                if let crate::parse::rspamd::RspamdEvent::Task {
+                    queue_id,
+                    ip,
+                    user,
+                    from,
+                    message_id,
+                    ..
+                } = &**r
+                {
+                    f.queue_id = *queue_id;
+                    f.client_ip = *ip;
+                    f.user = *user;
+                    f.sender = *from;
+                    f.message_id = *message_id;
+                }
+            }
+            _ => {}
+        }
+        f
     }
 }

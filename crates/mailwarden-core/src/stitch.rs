@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Position};
 use crate::parse::postfix::{Action, DeliveryStatus, PostfixEvent, PostfixMsg};
@@ -54,7 +54,7 @@ impl Default for StitchConfig {
 }
 
 /// How a message entered the queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// Received over SMTP by smtpd (any port/service).
@@ -83,7 +83,7 @@ impl Origin {
 }
 
 /// Why a record was emitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordEnd {
     /// qmgr removed it (all recipients done).
@@ -113,7 +113,7 @@ impl RecordEnd {
 }
 
 /// The SMTP client that submitted a message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// Reverse name (`unknown` when unresolved).
     pub name: String,
@@ -122,14 +122,14 @@ pub struct ClientInfo {
 }
 
 /// One delivery attempt for one recipient.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     /// When.
     pub ts: Option<Timestamp>,
     /// Recipient.
     pub to: String,
     /// Original recipient before rewriting.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orig_to: Option<String>,
     /// Next hop.
     pub relay: String,
@@ -138,17 +138,17 @@ pub struct Delivery {
     /// Outcome.
     pub status: DeliveryStatus,
     /// DSN code.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsn: Option<String>,
     /// Total delay (seconds).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay: Option<f64>,
     /// Text in parentheses after the status.
     pub detail: String,
 }
 
 /// A hop through a content filter that re-injected the message.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterHop {
     /// The filter's address (`127.0.0.1[127.0.0.1]:10024`).
     pub relay: String,
@@ -159,7 +159,7 @@ pub struct FilterHop {
 }
 
 /// A milter, header/body check or cleanup action on the message.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionRecord {
     /// What was done.
     pub action: Action,
@@ -171,26 +171,46 @@ pub struct ActionRecord {
     pub text: String,
 }
 
+/// A content scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scanner {
+    /// Rspamd.
+    Rspamd,
+    /// amavisd-new.
+    Amavis,
+}
+
+impl Scanner {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scanner::Rspamd => "rspamd",
+            Scanner::Amavis => "amavis",
+        }
+    }
+}
+
 /// A content scanner's verdict joined to the message by queue id.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScanVerdict {
-    /// `rspamd` or `amavis`.
-    pub scanner: &'static str,
+    /// Which scanner.
+    pub scanner: Scanner,
     /// Action or category (`no action`, `reject`, `Passed CLEAN`, `Blocked SPAM`, …).
     pub action: String,
     /// Score, when given.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
     /// Symbol or test names that fired (Rspamd symbols).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub symbols: Vec<String>,
     /// Authenticated user the scanner saw, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }
 
 /// A raw line that belongs to the message (capture mode only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapturedLine {
     /// Where it came from.
     pub position: Position,
@@ -199,65 +219,65 @@ pub struct CapturedLine {
 }
 
 /// Everything known about one message.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     /// Host that logged it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// The queue id the message entered with.
     pub queue_id: String,
     /// Further queue ids of re-injected copies (content filters).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reinjected_as: Vec<String>,
     /// How it entered.
     pub origin: Origin,
     /// For notifications and forwarded copies: the queue id they came from.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_queue_id: Option<String>,
     /// First line seen.
     pub first_seen: Option<Timestamp>,
     /// Last line seen.
     pub last_seen: Option<Timestamp>,
     /// The submitting service (`postfix/submission`, `postfix`, …).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// SMTP client.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientInfo>,
     /// SASL mechanism, when authenticated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_method: Option<String>,
     /// SASL user, when authenticated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sasl_username: Option<String>,
     /// Local submitter's uid (pickup).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
     /// Message-ID header.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     /// Envelope sender (empty string for the null sender `<>`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// Size in bytes (qmgr).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// Recipient count (qmgr).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nrcpt: Option<u32>,
     /// Every delivery attempt to a final destination, in order.
     pub deliveries: Vec<Delivery>,
     /// Content-filter hops (re-injection).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub filter_hops: Vec<FilterHop>,
     /// Cleanup/milter actions.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ActionRecord>,
     /// Scanner verdicts.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<ScanVerdict>,
     /// Queue id of the notification (bounce/delay DSN) Postfix sent about it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_queue_id: Option<String>,
     /// Whether the message expired in the queue.
     pub expired: bool,
@@ -268,7 +288,7 @@ pub struct MessageRecord {
     /// Position of the first contributing line.
     pub first_position: Position,
     /// The raw lines (capture mode).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<CapturedLine>,
 }
 
@@ -365,7 +385,7 @@ struct Open {
 }
 
 /// Counters the stitcher keeps about itself.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StitchStats {
     /// Records emitted because Postfix finished them.
     pub completed: u64,
@@ -1046,7 +1066,7 @@ fn rspamd_verdict<'e>(r: &'e crate::parse::rspamd::RspamdEvent<'_>) -> Option<(&
     Some((
         qid,
         ScanVerdict {
-            scanner: "rspamd",
+            scanner: Scanner::Rspamd,
             action: action.unwrap_or("").to_owned(),
             score: *score,
             symbols: symbols.iter().map(|s| s.name.to_owned()).collect(),
@@ -1083,7 +1103,7 @@ fn amavis_link<'e>(a: &'e crate::parse::amavis::AmavisEvent<'_>) -> Option<Amavi
     Some(AmavisLink {
         queue_id: qid,
         verdict: ScanVerdict {
-            scanner: "amavis",
+            scanner: Scanner::Amavis,
             action: match category {
                 Some(c) => format!("{disposition} {c}"),
                 None => disposition.to_owned(),

@@ -222,6 +222,19 @@ impl Serialize for Timestamp {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    /// Reads the RFC 3339 form [`Display`](fmt::Display) writes.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match parse_rfc3339_prefix(s.as_bytes()) {
+            Ok((t, n)) if n == s.len() => Ok(t),
+            _ => Err(serde::de::Error::custom(format!(
+                "not an RFC 3339 timestamp: {s:?}"
+            ))),
+        }
+    }
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 ///
 /// The standard era-based conversion (400-year cycles of 146,097 days), exact
@@ -717,6 +730,14 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn serde_roundtrip() {
+        let t = ts("2023-03-14T00:00:31.185246+01:00");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
     }
 
     #[test]

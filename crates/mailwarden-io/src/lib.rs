@@ -3,5 +3,6 @@
 //! framing/parsing over them. The core never sees a file or a clock; this
 //! crate passes in the reference time (file modification time, or now).
 
+pub mod collect;
 pub mod input;
 pub mod pipeline;

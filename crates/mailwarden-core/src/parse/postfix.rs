@@ -40,7 +40,7 @@ pub struct PostfixEvent<'a> {
 }
 
 /// The outcome Postfix records for one recipient.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Accepted by the next hop or delivered locally.
@@ -94,7 +94,7 @@ impl fmt::Display for DeliveryStatus {
 }
 
 /// What an access restriction, header/body check or milter did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// `reject` (and `milter-reject`).

@@ -201,3 +201,12 @@ fn capture_keeps_lines() {
     assert_eq!(recs[0].lines.len(), REINJECTION.len());
     assert!(recs[0].lines.iter().any(|l| l.text.contains("relay=dovecot")));
 }
+
+#[test]
+fn records_roundtrip_through_json() {
+    // The store keeps records as JSON and reads them back for `--store` queries.
+    let (recs, _) = run(StitchConfig::default(), REINJECTION);
+    let json = serde_json::to_string(&recs[0]).unwrap();
+    let back: MessageRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, recs[0]);
+}

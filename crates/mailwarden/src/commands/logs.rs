@@ -361,7 +361,7 @@ fn render_record(r: &MessageRecord) -> String {
         let _ = writeln!(s, "  filter {} -> {}", e(&h.relay), e(&h.queue_id));
     }
     for v in &r.verdicts {
-        let _ = write!(s, "  {} {}", v.scanner, e(&v.action));
+        let _ = write!(s, "  {} {}", v.scanner.as_str(), e(&v.action));
         if let Some(score) = v.score {
             let _ = write!(s, " score {score}");
         }
