@@ -437,14 +437,11 @@ impl<'a> Event<'a> {
                 }
                 _ => {}
             },
-            EventKind::Sogo(s) => match s {
-                SogoEvent::LoginSucceeded { client, user, .. }
-                | SogoEvent::LoginFailed { client, user, .. } => {
-                    f.user = Some(user);
-                    f.client_ip = *client;
-                }
-                _ => {}
-            },
+            EventKind::Sogo(SogoEvent::LoginSucceeded { client, user, .. })
+            | EventKind::Sogo(SogoEvent::LoginFailed { client, user, .. }) => {
+                f.user = Some(user);
+                f.client_ip = *client;
+            }
             EventKind::Rspamd(r) => {
                 if let crate::parse::rspamd::RspamdEvent::Task {
                     queue_id,
