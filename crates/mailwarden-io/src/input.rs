@@ -231,6 +231,8 @@ pub struct LineInfo {
     pub original_len: usize,
     /// Whether the line was cut at the limit.
     pub truncated: bool,
+    /// Bytes of input the line took, terminator included (to compute offsets).
+    pub consumed: usize,
 }
 
 /// Reads `\n`-terminated lines (a trailing `\r` is removed) from a stream,
@@ -304,10 +306,11 @@ impl<R: Read> LineReader<R> {
                     let info = LineInfo {
                         original_len: i,
                         truncated: true,
+                        consumed: i + 1,
                     };
                     return Ok(Some((&self.buf[line_start..line_start + self.max_len], info)));
                 }
-                return Ok(Some(Self::finish(&self.buf[line_start..line_start + i])));
+                return Ok(Some(Self::finish(&self.buf[line_start..line_start + i], i + 1)));
             }
             if pending.len() > self.max_len {
                 return self.skip_long_line().map(Some);
@@ -318,18 +321,22 @@ impl<R: Read> LineReader<R> {
                 }
                 let line_start = self.start;
                 self.start = self.end;
-                return Ok(Some(Self::finish(&self.buf[line_start..self.end])));
+                return Ok(Some(Self::finish(
+                    &self.buf[line_start..self.end],
+                    self.end - line_start,
+                )));
             }
         }
     }
 
-    fn finish(line: &[u8]) -> (&[u8], LineInfo) {
+    fn finish(line: &[u8], consumed: usize) -> (&[u8], LineInfo) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         (
             line,
             LineInfo {
                 original_len: line.len(),
                 truncated: false,
+                consumed,
             },
         )
     }
@@ -340,10 +347,12 @@ impl<R: Read> LineReader<R> {
         self.long
             .extend_from_slice(&self.buf[self.start..self.start + self.max_len]);
         let mut total = 0usize;
+        let mut newline = 0;
         loop {
             let pending = &self.buf[self.start..self.end];
             if let Some(i) = memchr::memchr(b'\n', pending) {
                 total += i;
+                newline = 1;
                 self.start += i + 1;
                 break;
             }
@@ -358,6 +367,7 @@ impl<R: Read> LineReader<R> {
             LineInfo {
                 original_len: total,
                 truncated: true,
+                consumed: total + newline,
             },
         ))
     }
@@ -392,7 +402,8 @@ mod tests {
             got[0].1,
             LineInfo {
                 original_len: 1000,
-                truncated: true
+                truncated: true,
+                consumed: 1001
             }
         );
         assert_eq!(got[1].0, b"next");
@@ -410,9 +421,12 @@ mod tests {
             got[300_000].1,
             LineInfo {
                 original_len: 5000,
-                truncated: true
+                truncated: true,
+                consumed: 5000
             }
         );
+        // Offsets add up to the input size, CRLF and the missing final newline included.
+        assert_eq!(got.iter().map(|(_, i)| i.consumed).sum::<usize>(), big.len());
     }
 
     #[test]

@@ -4,5 +4,7 @@
 //! crate passes in the reference time (file modification time, or now).
 
 pub mod collect;
+pub mod forward;
 pub mod input;
+pub mod mailcow;
 pub mod pipeline;

@@ -41,12 +41,14 @@ mod dovecot;
 mod error;
 mod lab;
 mod postfix;
+mod rsyslog;
 mod scenario;
 mod swaks;
 mod sys;
 
 pub use error::LabError;
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};
+pub use rsyslog::{Rsyslog, rsyslogd_path};
 pub use scenario::{
     CLIENT_ATTACKER, CLIENT_EXTERNAL_MX, CLIENT_PARTNER, CLIENT_RELAY_PROBE, CLIENT_SHOP, CLIENT_SPOOFER,
     CLIENT_USERS, Expectation, Message, Outcome, RecipientExpectation, Scenario, ScenarioKind,

@@ -11,6 +11,11 @@
 //! Collectors never parse: framing and parsing happen once, in the ingest
 //! stage, with the same code as `mailwarden logs`.
 
+pub mod docker;
+pub mod file;
+pub mod redis;
+pub mod syslog;
+
 use std::sync::Arc;
 
 use mailwarden_core::framing::Format;
@@ -65,6 +70,7 @@ pub enum Checkpoint {
         /// Container id.
         container_id: String,
         /// Nanoseconds since the epoch of the last consumed line.
+        #[serde(with = "nanos_as_i64")]
         last_nanos: i128,
         /// Lines already consumed that carry `last_nanos`.
         same_stamp_seen: u32,
@@ -82,6 +88,21 @@ pub enum Checkpoint {
     },
     /// Live-only sources (the Redis channel, a syslog listener): nothing to resume.
     None,
+}
+
+/// Checkpoints are stored as JSON and read back through serde's internally
+/// tagged enum path, which cannot carry `i128`: nanosecond stamps are written
+/// as `i64` (enough until the year 2262).
+mod nanos_as_i64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(i64::try_from(*v).unwrap_or(if *v < 0 { i64::MIN } else { i64::MAX }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i128, D::Error> {
+        i64::deserialize(d).map(i128::from)
+    }
 }
 
 /// FNV-1a, 64 bit: a fixed, dependency-free hash for checkpoints, which must
@@ -117,5 +138,13 @@ mod tests {
         let s = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<Checkpoint>(&s).unwrap(), c);
         assert!(s.contains("\"kind\":\"file\""));
+        // A Docker stamp in nanoseconds (2026) survives the tagged-enum path.
+        let d = Checkpoint::Docker {
+            container_id: "abc".into(),
+            last_nanos: 1_796_378_400_000_000_001,
+            same_stamp_seen: 1,
+        };
+        let s = serde_json::to_string(&d).unwrap();
+        assert_eq!(serde_json::from_str::<Checkpoint>(&s).unwrap(), d);
     }
 }
