@@ -681,6 +681,63 @@ impl Store {
         Ok(out)
     }
 
+    /// How many lines are stored after `cursor` (all of them for `None`): the
+    /// depth of the forwarding spool. Sums the batch journal's line ranges,
+    /// so it costs one small query per day file, not a scan of the lines.
+    pub fn count_lines_after(&self, cursor: Option<LineCursor>) -> Result<u64, StoreError> {
+        let mut inner = self.lock_inner();
+        let inner = &mut *inner;
+        let visible = self.visible_seq(inner)?.unwrap_or(i64::MAX);
+        let cseq = cursor.map_or(0, |c| c.seq);
+        let cday = cursor.map(|c| day_of_date(c.day));
+        let conns = &mut inner.conns;
+        let mut total: i64 = 0;
+        for day in list_days(&self.days_dir)? {
+            let path = conns.path(day);
+            let Some(conn) = conns.get(day)? else {
+                continue;
+            };
+            // Whole batches after the cursor: in a later day file the
+            // cursor's own batch counts too (its lines there come after).
+            let first_whole = match cday {
+                Some(cd) if day > cd => cseq,
+                Some(_) => cseq.saturating_add(1),
+                None => i64::MIN,
+            };
+            let whole: i64 = conn
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(line_hi - line_lo + 1), 0) FROM batches \
+                     WHERE seq >= ?1 AND seq <= ?2 AND line_hi IS NOT NULL",
+                )
+                .at(&path)?
+                .query_row(rusqlite::params![first_whole, visible], |r| r.get(0))
+                .at(&path)?;
+            total = total.saturating_add(whole);
+            if let (Some(c), Some(cd)) = (cursor, cday)
+                && day == cd
+            {
+                let part: Option<(i64, i64)> = conn
+                    .prepare_cached(
+                        "SELECT line_lo, line_hi FROM batches WHERE seq = ?1 AND seq <= ?2 \
+                         AND line_hi IS NOT NULL",
+                    )
+                    .at(&path)?
+                    .query_row(rusqlite::params![c.seq, visible], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                    .at(&path)?;
+                if let Some((lo, hi)) = part {
+                    let start = lo.max(c.rowid.saturating_add(1));
+                    total = total.saturating_add((hi - start + 1).max(0));
+                }
+            }
+        }
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+
     /// The latest checkpoint JSON of every source (by batch order across all
     /// day files and meta.sqlite).
     pub fn checkpoints(&self) -> Result<BTreeMap<String, String>, StoreError> {

@@ -372,6 +372,10 @@ fn lines_after_follows_insertion_order() {
     let mut got = Vec::new();
     let mut cursor: Option<LineCursor> = None;
     loop {
+        // The spool depth agrees with what is left to read, at every cursor
+        // (inside a batch, at a batch's end, across day files).
+        let left = store.lines_after(cursor, usize::MAX).unwrap().len() as u64;
+        assert_eq!(store.count_lines_after(cursor).unwrap(), left, "after {cursor:?}");
         let page = store.lines_after(cursor, 2).unwrap();
         if page.is_empty() {
             break;
