@@ -32,6 +32,107 @@ pub enum Command {
     /// Read mail logs: summarize, search, or show the parsed events.
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Keep mail logs: follow every source continuously into the local store,
+    /// receive syslog, and forward to a central collector.
+    ///
+    /// With no configuration it detects a Mailcow installation
+    /// (/opt/mailcow-dockerized) and collects its containers' logs (through
+    /// the Docker API, or straight from the json-file logs on disk while the
+    /// engine or the containers are down) and its Redis log lists; without
+    /// Mailcow it follows /var/log/mail.log. SIGTERM or Ctrl-C flush the
+    /// current batch and the checkpoints before exiting; a restart resumes
+    /// without loss or duplicates.
+    Serve(ServeArgs),
+    /// Read sources once into the store: log files (plain or compressed,
+    /// rotated ones included), a Docker data root (the outage path: container
+    /// logs straight from disk), or Mailcow's Redis lists. Already stored
+    /// lines are not stored twice.
+    Ingest(IngestArgs),
+    /// Show what `serve` is doing: each source's position and lag, events per
+    /// second, store size and oldest day, forwarding state, errors.
+    Status(StatusArgs),
+}
+
+/// Where the store is.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// The data directory holding the store (default: /var/lib/mailwarden as
+    /// root, else ~/.local/share/mailwarden; or `data_dir` from the config).
+    #[arg(long, value_name = "DIR", env = "MAILWARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML; see dist/mailwarden.example.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "config_if_exists")]
+    pub config: Option<PathBuf>,
+    /// Like --config, but run with auto-detection when the file does not exist
+    /// (the systemd unit uses this).
+    #[arg(long, value_name = "FILE")]
+    pub config_if_exists: Option<PathBuf>,
+    /// Store location.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
+    #[arg(long, value_name = "DIR")]
+    pub mailcow_dir: Option<PathBuf>,
+    /// Do not collect from a Mailcow installation even if one is found.
+    #[arg(long)]
+    pub no_mailcow: bool,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9465).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Stop after this long (for tests and trials), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs, hide = true)]
+    pub run_for: Option<i64>,
+}
+
+/// `ingest` options.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Log files to read once (plain, .gz, .bz2, .xz; rotated ones oldest first).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Store location.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Framing of the files' lines (as for `logs`).
+    #[arg(long, default_value = "auto", value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Format,
+    /// Program to assume for lines without one.
+    #[arg(long, value_name = "PROGRAM")]
+    pub program: Option<String>,
+    /// Read the json-file container logs under this Docker data root
+    /// (e.g. /var/lib/docker) — works while the engine is down.
+    #[arg(long, value_name = "DIR")]
+    pub docker_data_root: Option<PathBuf>,
+    /// Compose project whose containers to read from the data root (default:
+    /// the Mailcow installation's project when one is found, else every
+    /// container); `*` for every container.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// Read Mailcow's Redis log lists once (settings from mailcow.conf).
+    #[arg(long)]
+    pub mailcow_redis: bool,
+    /// Mailcow installation directory (default: /opt/mailcow-dockerized).
+    #[arg(long, value_name = "DIR")]
+    pub mailcow_dir: Option<PathBuf>,
+    /// Time zone of zone-less timestamps (default: the system's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+}
+
+/// `status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Store location.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `mailwarden logs …`
@@ -106,8 +207,25 @@ pub struct InputArgs {
 
     /// Read the bundled sample (real Postfix + Dovecot logs from the project's
     /// test lab) instead of FILE or the system's mail log.
-    #[arg(long, conflicts_with = "files")]
+    #[arg(long, conflicts_with_all = ["files", "store"])]
     pub sample: bool,
+
+    /// Read the lines kept by `serve`/`ingest` in the store instead of files
+    /// (with --since/--until for `summary` and `parse` via the store's time index).
+    #[arg(long, conflicts_with = "files")]
+    pub store: bool,
+
+    /// The data directory of the store (with --store).
+    #[arg(long, value_name = "DIR", env = "MAILWARDEN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Only lines (and messages) not before: RFC 3339, `YYYY-MM-DD[ HH:MM[:SS]]` (in --timezone), or a
+    /// duration back from now (`2h`, `30d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Not after; same forms as --since.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
 }
 
 /// `logs summary` options.
@@ -160,13 +278,6 @@ pub struct SearchArgs {
     /// Outcome: sent, deferred, bounced, expired, rejected, held.
     #[arg(long, value_name = "STATUS")]
     pub status: Option<StatusFilter>,
-    /// Not before: RFC 3339, `YYYY-MM-DD[ HH:MM[:SS]]` (in --timezone), or a
-    /// duration back from now (`2h`, `30d`).
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-    /// Not after; same forms as --since.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
     /// Print the raw log lines of matching messages (and matching rejections,
     /// connections and failed logins) instead of message records.
     #[arg(long)]
@@ -192,6 +303,11 @@ pub struct ParseArgs {
     /// Print only the unparsed lines, with their reason and position.
     #[arg(long, conflicts_with = "count")]
     pub unparsed: bool,
+    /// Print the lines themselves, as read (with --store: get the kept logs
+    /// back as a log file). Control characters are escaped only when stdout
+    /// is a terminal.
+    #[arg(long, conflicts_with_all = ["count", "unparsed"])]
+    pub raw: bool,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {

@@ -4,7 +4,11 @@
 
 mod cli;
 mod commands;
+mod config;
+mod engine;
+mod forward_source;
 mod output;
+mod status;
 
 use std::process::ExitCode;
 
@@ -32,6 +36,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(LogsCommand::Summary(args)) => commands::logs::summary(args),
         Command::Logs(LogsCommand::Search(args)) => commands::logs::search(args),
         Command::Logs(LogsCommand::Parse(args)) => commands::logs::parse(args),
+        Command::Serve(args) => commands::serve::serve(args),
+        Command::Ingest(args) => commands::ingest::ingest(args),
+        Command::Status(args) => commands::status::status(args),
     }
 }
 

@@ -36,6 +36,13 @@ pub fn resolve(args: &InputArgs) -> ResolvedInputs {
     if args.sample {
         return sample();
     }
+    if args.store {
+        // The store is the input; files are not read.
+        return ResolvedInputs {
+            sources: Vec::new(),
+            using_sample: false,
+        };
+    }
     if !args.files.is_empty() {
         let sources = args
             .files

@@ -12,10 +12,10 @@ use mailwarden_core::event::{Event, EventKind, Position};
 use mailwarden_core::search::SearchQuery;
 use mailwarden_core::stitch::{MessageRecord, StitchConfig, Stitcher};
 use mailwarden_core::summary::{Summarizer, SummaryConfig, render_text};
-use mailwarden_io::pipeline::{self, InputReport};
+use mailwarden_io::pipeline::{self, InputReport, PipelineConfig};
 use serde::Serialize;
 
-use super::inputs::{ProgressUi, parse_time_arg, pipeline_config, resolve};
+use super::inputs::{ProgressUi, ResolvedInputs, parse_time_arg, pipeline_config, resolve};
 use crate::cli::{InputArgs, ParseArgs, SearchArgs, SummaryArgs};
 use crate::output::{json_line, stdout};
 
@@ -60,21 +60,13 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
         local_domains: args.local_domains.clone(),
         ..SummaryConfig::default()
     });
-    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
-    let reports = pipeline::run(
-        &resolved.sources,
-        &cfg,
-        |p| ui.start(p),
-        |pos, raw, ev| {
-            ui.tick(pos.line);
-            sum.on_event(pos, raw, ev);
-            stitcher.feed(pos, raw, ev);
-            while let Some(rec) = stitcher.pop() {
-                sum.on_message(&rec);
-            }
-        },
-    );
-    ui.finish();
+    let reports = read_lines(&args.input, &cfg, resolved, |_input, pos, raw, ev| {
+        sum.on_event(pos, raw, ev);
+        stitcher.feed(pos, raw, ev);
+        while let Some(rec) = stitcher.pop() {
+            sum.on_message(&rec);
+        }
+    })?;
     stitcher.finish();
     while let Some(rec) = stitcher.pop() {
         sum.on_message(&rec);
@@ -94,7 +86,7 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<ExitCode> {
             inputs: input_docs(&reports),
             summary: &report,
         };
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     } else {
         out.write_all(render_text(&report).as_bytes())?;
@@ -164,27 +156,31 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         message_id: args.message_id.clone(),
         status: args.status,
         since: args
+            .input
             .since
             .as_deref()
             .map(|s| parse_time_arg(s, &cfg.zone))
             .transpose()
             .context("--since")?,
         until: args
+            .input
             .until
             .as_deref()
             .map(|s| parse_time_arg(s, &cfg.zone))
             .transpose()
             .context("--until")?,
     };
-    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
     let limit = args.limit.unwrap_or(usize::MAX);
+    if args.input.store {
+        return search_store(&args, &query, limit);
+    }
+    let mut source_names: std::collections::HashMap<u32, String> = std::collections::HashMap::new();
     let mut stitcher = Stitcher::new(stitch_config(&args.input, args.lines));
     let mut out = stdout();
     let mut found = 0usize;
     let (mut read, mut unparsed) = (0u64, 0u64);
     let mut lines: Vec<(Position, String)> = Vec::new();
     let mut write_err: Option<std::io::Error> = None;
-    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
 
     let emit_record = |rec: &MessageRecord,
                        out: &mut dyn Write,
@@ -205,53 +201,47 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let reports = pipeline::run(
-        &resolved.sources,
-        &cfg,
-        |p| ui.start(p),
-        |pos, raw, ev| {
-            ui.tick(pos.line);
-            read += 1;
-            unparsed += u64::from(ev.kind.is_unparsed());
-            if write_err.is_some() {
+    let reports = read_lines(&args.input, &cfg, resolved, |input, pos, raw, ev| {
+        source_names.entry(pos.source).or_insert_with(|| input.to_owned());
+        read += 1;
+        unparsed += u64::from(ev.kind.is_unparsed());
+        if write_err.is_some() {
+            return;
+        }
+        stitcher.feed(pos, raw, ev);
+        while let Some(rec) = stitcher.pop() {
+            if let Err(e) = emit_record(&rec, &mut out, &mut lines, &mut found) {
+                write_err = Some(e);
                 return;
             }
-            stitcher.feed(pos, raw, ev);
-            while let Some(rec) = stitcher.pop() {
-                if let Err(e) = emit_record(&rec, &mut out, &mut lines, &mut found) {
-                    write_err = Some(e);
-                    return;
-                }
-            }
-            if found < limit && query.matches_event(ev) {
-                let is_rejection = matches!(&ev.kind, EventKind::Postfix(p)
+        }
+        if found < limit && query.matches_event(ev) {
+            let is_rejection = matches!(&ev.kind, EventKind::Postfix(p)
                     if matches!(p.msg, mailwarden_core::parse::postfix::PostfixMsg::Action { .. }));
-                if args.lines {
-                    found += 1;
-                    lines.push((pos, raw.to_owned()));
-                } else if is_rejection {
-                    found += 1;
-                    let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
-                    let res = if args.json {
-                        json_line(
-                            &mut out,
-                            &Hit::Rejection {
-                                input: name,
-                                line: pos.line,
-                                event: ev,
-                            },
-                        )
-                    } else {
-                        out.write_all(render_rejection(name, pos, raw).as_bytes())
-                    };
-                    if let Err(e) = res {
-                        write_err = Some(e);
-                    }
+            if args.lines {
+                found += 1;
+                lines.push((pos, raw.to_owned()));
+            } else if is_rejection {
+                found += 1;
+                let name = input;
+                let res = if args.json {
+                    json_line(
+                        &mut out,
+                        &Hit::Rejection {
+                            input: name,
+                            line: pos.line,
+                            event: ev,
+                        },
+                    )
+                } else {
+                    out.write_all(render_rejection(name, pos, raw).as_bytes())
+                };
+                if let Err(e) = res {
+                    write_err = Some(e);
                 }
             }
-        },
-    );
-    ui.finish();
+        }
+    })?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
@@ -270,7 +260,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
                     line: u64,
                     text: &'a str,
                 }
-                let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
+                let name = source_names.get(&pos.source).map(String::as_str).unwrap_or("");
                 json_line(
                     &mut out,
                     &L {
@@ -402,9 +392,7 @@ fn render_record(r: &MessageRecord) -> String {
 pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let resolved = resolve(&args.input);
     let cfg = pipeline_config(&args.input, resolved.using_sample)?;
-    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
     let mut out = stdout();
-    let ui = ProgressUi::new(resolved.sources.len(), args.input.no_progress);
     let started = Instant::now();
 
     #[derive(Serialize)]
@@ -423,41 +411,45 @@ pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let mut stitcher = Stitcher::new(stitch_config(&args.input, false));
     let mut messages = 0u64;
     let mut write_err: Option<std::io::Error> = None;
-    let reports = pipeline::run(
-        &resolved.sources,
-        &cfg,
-        |p| ui.start(p),
-        |pos, raw, ev| {
-            ui.tick(pos.line);
-            counts_lines += 1;
-            if args.count {
-                let fam = family_name(&ev.kind);
-                *by_family.entry(fam).or_default() += 1;
-                if let EventKind::Unparsed(u) = &ev.kind {
-                    *by_reason.entry(u.reason.to_string()).or_default() += 1;
-                }
-                stitcher.feed(pos, raw, ev);
-                while stitcher.pop().is_some() {
-                    messages += 1;
-                }
-                return;
+    let raw_to_terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let reports = read_lines(&args.input, &cfg, resolved, |input, pos, raw, ev| {
+        counts_lines += 1;
+        if args.count {
+            let fam = family_name(&ev.kind);
+            *by_family.entry(fam).or_default() += 1;
+            if let EventKind::Unparsed(u) = &ev.kind {
+                *by_reason.entry(u.reason.to_string()).or_default() += 1;
             }
-            if write_err.is_some() || (args.unparsed && !ev.kind.is_unparsed()) {
-                return;
+            stitcher.feed(pos, raw, ev);
+            while stitcher.pop().is_some() {
+                messages += 1;
             }
-            let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
-            let line = Line {
-                input: name,
-                line: pos.line,
-                text: ev.kind.is_unparsed().then_some(raw),
-                event: ev,
+            return;
+        }
+        if write_err.is_some() || (args.unparsed && !ev.kind.is_unparsed()) {
+            return;
+        }
+        if args.raw {
+            let res = if raw_to_terminal {
+                writeln!(out, "{}", mailwarden_core::escape::escape_for_terminal(raw))
+            } else {
+                writeln!(out, "{raw}")
             };
-            if let Err(e) = json_line(&mut out, &line) {
+            if let Err(e) = res {
                 write_err = Some(e);
             }
-        },
-    );
-    ui.finish();
+            return;
+        }
+        let line = Line {
+            input,
+            line: pos.line,
+            text: ev.kind.is_unparsed().then_some(raw),
+            event: ev,
+        };
+        if let Err(e) = json_line(&mut out, &line) {
+            write_err = Some(e);
+        }
+    })?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
@@ -477,7 +469,7 @@ pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
             "elapsed_secs": elapsed,
             "lines_per_sec": if elapsed > 0.0 { counts_lines as f64 / elapsed } else { 0.0 },
         });
-        serde_json::to_writer_pretty(&mut out, &doc)?;
+        serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
@@ -487,4 +479,156 @@ pub fn parse(args: ParseArgs) -> anyhow::Result<ExitCode> {
 
 fn family_name(k: &EventKind<'_>) -> &'static str {
     k.family().map_or("unparsed", |f| f.name())
+}
+
+/// Feeds every line of the inputs to `sink(input name, position, raw, event)`:
+/// the files (or stdin, or the sample) through the pipeline, or the store
+/// (`--store`) by replay; with `--since`/`--until`, only lines in the window.
+fn read_lines(
+    input: &InputArgs,
+    cfg: &PipelineConfig,
+    resolved: ResolvedInputs,
+    mut sink: impl FnMut(&str, Position, &str, &Event<'_>),
+) -> anyhow::Result<Vec<InputReport>> {
+    let since = input
+        .since
+        .as_deref()
+        .map(|s| parse_time_arg(s, &cfg.zone))
+        .transpose()
+        .context("--since")?;
+    let until = input
+        .until
+        .as_deref()
+        .map(|s| parse_time_arg(s, &cfg.zone))
+        .transpose()
+        .context("--until")?;
+    let in_window = |ev: &Event<'_>| match ev.ts {
+        Some(t) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u),
+        None => true,
+    };
+    if input.store {
+        let dir = input
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_data_dir);
+        let store = mailwarden_store::Store::open_read_only(&dir)?;
+        let mut lines = 0u64;
+        store.replay(since, until, |line| {
+            let ev = line.event();
+            if in_window(&ev) {
+                lines += 1;
+                sink(line.source, line.position, line.raw, &ev);
+            }
+        })?;
+        return Ok(vec![InputReport {
+            name: format!("store {}", dir.display()),
+            lines,
+            compression: None,
+            error: None,
+        }]);
+    }
+    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
+    let ui = ProgressUi::new(resolved.sources.len(), input.no_progress);
+    let reports = pipeline::run(
+        &resolved.sources,
+        cfg,
+        |p| ui.start(p),
+        |pos, raw, ev| {
+            ui.tick(pos.line);
+            if in_window(ev) {
+                let name = names.get(pos.source as usize).map(String::as_str).unwrap_or("");
+                sink(name, pos, raw, ev);
+            }
+        },
+    );
+    ui.finish();
+    Ok(reports)
+}
+
+/// `logs search --store`: the store's indexes find the candidates; each is
+/// confirmed with the same matching as a file search.
+fn search_store(args: &SearchArgs, query: &SearchQuery, limit: usize) -> anyhow::Result<ExitCode> {
+    let dir = args
+        .input
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::config::default_data_dir);
+    let store = mailwarden_store::Store::open_read_only(&dir)?;
+    let mut out = stdout();
+    let mut found = 0usize;
+    let mut raw_lines: Vec<(mailwarden_store::StoredLine, bool)> = Vec::new();
+    for rec in store.search_messages(query, limit)? {
+        found += 1;
+        if args.lines {
+            raw_lines.extend(store.message_lines(&rec, 10_000)?.into_iter().map(|l| (l, true)));
+        } else if args.json {
+            json_line(&mut out, &Hit::Message { record: &rec })?;
+        } else {
+            out.write_all(render_record(&rec).as_bytes())?;
+        }
+    }
+    for line in store.search_lines(query, limit.saturating_sub(found))? {
+        let rejection = line.with_event(|ev| {
+            matches!(&ev.kind, EventKind::Postfix(p)
+                if matches!(p.msg, mailwarden_core::parse::postfix::PostfixMsg::Action { .. }))
+        });
+        if args.lines {
+            found += 1;
+            raw_lines.push((line, false));
+        } else if rejection {
+            found += 1;
+            let pos = Position {
+                source: 0,
+                line: line.rowid as u64,
+            };
+            if args.json {
+                line.with_event(|ev| {
+                    json_line(
+                        &mut out,
+                        &Hit::Rejection {
+                            input: &line.source,
+                            line: pos.line,
+                            event: ev,
+                        },
+                    )
+                })?;
+            } else {
+                out.write_all(render_rejection(&line.source, pos, &line.raw).as_bytes())?;
+            }
+        }
+    }
+    if args.lines {
+        raw_lines.sort_by_key(|(a, _)| (a.ts, a.day, a.rowid));
+        raw_lines.dedup_by(|(a, _), (b, _)| a.day == b.day && a.rowid == b.rowid);
+        for (l, _) in &raw_lines {
+            if args.json {
+                #[derive(Serialize)]
+                struct L<'a> {
+                    input: &'a str,
+                    line: i64,
+                    text: &'a str,
+                }
+                json_line(
+                    &mut out,
+                    &L {
+                        input: &l.source,
+                        line: l.rowid,
+                        text: &l.raw,
+                    },
+                )?;
+            } else {
+                writeln!(out, "{}", escape_for_terminal(&l.raw))?;
+            }
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "mailwarden: {found} result{} from the store in {}",
+        if found == 1 { "" } else { "s" },
+        dir.display()
+    );
+    if found == 0 {
+        eprintln!("mailwarden: no match");
+    }
+    Ok(exit_for(false, found > 0))
 }

@@ -1,4 +1,7 @@
 //! Command implementations: turn parsed flags into library configs, run, print.
 
+pub mod ingest;
 pub mod inputs;
 pub mod logs;
+pub mod serve;
+pub mod status;

@@ -5,4 +5,5 @@
 mod cli;
 mod e2e_mail;
 mod e2e_parsed;
+mod keep;
 mod support;
