@@ -925,6 +925,20 @@ fn zero_config_on_a_mailcow_host_keeps_redis_lists_and_container_logs() {
     assert!(err.contains("Mailcow at"), "{err}");
     assert!(!err.contains(password), "the Redis password leaked: {err}");
 
+    // The one-shot read of the same lists: nothing new (serve stored them).
+    // On a fresh store, all of them.
+    let redis_once = |data: &Path| {
+        mailwarden(d, &["ingest", "--data-dir", &data_arg(data), "--mailcow-dir", mc.to_str().unwrap(), "--mailcow-redis"])
+    };
+    let r = redis_once(&data);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Redis lists: 0 new entries"), "{}", r.stderr);
+    let other = d.join("other-data");
+    let r = redis_once(&other);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("Redis lists: 5 new entries"), "{}", r.stderr);
+    assert_eq!(stored_lines(&other), 5);
+
     // The containers' logs straight from the data root, while the engine is down.
     let args = [
         "ingest",
