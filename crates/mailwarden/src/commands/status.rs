@@ -164,6 +164,16 @@ fn render(r: &Report) -> String {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let _ = writeln!(s, "  {:<8} {:<10} {}", e(name), e(&c.state), counters.join(" "));
+        if c.kind == "forward" {
+            // The store is the spool: what the collector has not acknowledged yet.
+            let spool = c.counters.get("lag").copied().unwrap_or(0);
+            let up = c.counters.get("connected").copied().unwrap_or(0) == 1;
+            let _ = writeln!(
+                s,
+                "           spool: {spool} lines waiting; collector {}",
+                if up { "connected" } else { "NOT connected" }
+            );
+        }
         if let Some(err) = &c.last_error {
             let _ = writeln!(s, "           last error: {}", e(err));
         }
