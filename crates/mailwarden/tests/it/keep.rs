@@ -397,6 +397,14 @@ fn serve_killed_mid_ingest_resumes_without_loss_or_duplicates() {
     let st = status(&data);
     assert_eq!(st["serve_running"], true, "{st}");
     assert!(st["serve"]["sources"][&key]["lines"].as_u64() > Some(0), "{st}");
+    // A second writer is refused with a clear error; readers are not.
+    let r = mailwarden(
+        d,
+        &["ingest", "--data-dir", &data_arg(&data), log.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("locked by another writer"), "{}", r.stderr);
+    assert!(r.stderr.contains("mailwarden serve"), "{}", r.stderr);
     let body = http_get(metrics, "/metrics");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("mailwarden_store_bytes"), "{body}");
@@ -928,7 +936,17 @@ fn zero_config_on_a_mailcow_host_keeps_redis_lists_and_container_logs() {
     // The one-shot read of the same lists: nothing new (serve stored them).
     // On a fresh store, all of them.
     let redis_once = |data: &Path| {
-        mailwarden(d, &["ingest", "--data-dir", &data_arg(data), "--mailcow-dir", mc.to_str().unwrap(), "--mailcow-redis"])
+        mailwarden(
+            d,
+            &[
+                "ingest",
+                "--data-dir",
+                &data_arg(data),
+                "--mailcow-dir",
+                mc.to_str().unwrap(),
+                "--mailcow-redis",
+            ],
+        )
     };
     let r = redis_once(&data);
     assert_eq!(r.code, 0, "{}", r.stderr);
