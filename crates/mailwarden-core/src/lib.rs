@@ -10,6 +10,7 @@
 pub mod escape;
 pub mod event;
 pub mod framing;
+pub mod investigate;
 pub mod parse;
 pub mod search;
 pub mod stitch;

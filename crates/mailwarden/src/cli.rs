@@ -48,6 +48,19 @@ pub enum Command {
     /// logs straight from disk), or Mailcow's Redis lists. Already stored
     /// lines are not stored twice.
     Ingest(IngestArgs),
+    /// Answer "sent by us, or spoofed?" for a sender address, with evidence:
+    /// every message with it as envelope sender (who submitted it, from
+    /// where, authenticated as whom, where it went, scanner verdicts), the
+    /// login and failure history of the accounts that sent it, a timeline,
+    /// and how much time the logs really cover — absence of records counts
+    /// only inside covered time.
+    ///
+    /// Verdicts: sent-by-us-authenticated (names the account),
+    /// relayed-by-us-unauthenticated (open relay / mynetworks: critical),
+    /// spoofed-externally, inconclusive (says which logs are missing).
+    /// Reads the store (--store) or log files. Exits 0 with a verdict, 2 on
+    /// errors.
+    Investigate(InvestigateArgs),
     /// Show what `serve` is doing: each source's position and lag, events per
     /// second, store size and oldest day, forwarding state, errors.
     Status(StatusArgs),
@@ -60,6 +73,27 @@ pub struct StoreArgs {
     /// root, else ~/.local/share/mailwarden; or `data_dir` from the config).
     #[arg(long, value_name = "DIR", env = "MAILWARDEN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// `investigate` options.
+#[derive(Debug, Args)]
+pub struct InvestigateArgs {
+    /// The sender address to investigate (envelope sender, as in MAIL FROM).
+    #[arg(long, value_name = "ADDR")]
+    pub sender: String,
+    /// Our mail domains (repeatable); mail to them is inbound, not relayed.
+    /// Default: the domains the logs show local deliveries for.
+    #[arg(long = "our-domain", value_name = "DOMAIN")]
+    pub our_domains: Vec<String>,
+    /// Write a Markdown incident note with the verdict and the evidence.
+    #[arg(long, value_name = "FILE.md")]
+    pub report: Option<std::path::PathBuf>,
+    /// Print the whole result as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the logs come from (default window: --since 30d).
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 /// `serve` options.

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => commands::serve::serve(args),
         Command::Ingest(args) => commands::ingest::ingest(args),
         Command::Status(args) => commands::status::status(args),
+        Command::Investigate(args) => commands::investigate::investigate(args),
     }
 }
 

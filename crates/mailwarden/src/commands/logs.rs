@@ -19,7 +19,7 @@ use super::inputs::{ProgressUi, ResolvedInputs, parse_time_arg, pipeline_config,
 use crate::cli::{InputArgs, ParseArgs, SearchArgs, SummaryArgs};
 use crate::output::{json_line, stdout};
 
-fn stitch_config(args: &InputArgs, capture: bool) -> StitchConfig {
+pub(crate) fn stitch_config(args: &InputArgs, capture: bool) -> StitchConfig {
     StitchConfig {
         horizon_secs: args.horizon,
         max_open: args.max_open.max(1),
@@ -484,7 +484,7 @@ fn family_name(k: &EventKind<'_>) -> &'static str {
 /// Feeds every line of the inputs to `sink(input name, position, raw, event)`:
 /// the files (or stdin, or the sample) through the pipeline, or the store
 /// (`--store`) by replay; with `--since`/`--until`, only lines in the window.
-fn read_lines(
+pub(crate) fn read_lines(
     input: &InputArgs,
     cfg: &PipelineConfig,
     resolved: ResolvedInputs,

@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod inputs;
+pub mod investigate;
 pub mod logs;
 pub mod serve;
 pub mod status;

@@ -5,5 +5,6 @@
 mod cli;
 mod e2e_mail;
 mod e2e_parsed;
+mod investigate;
 mod keep;
 mod support;

@@ -1,0 +1,369 @@
+//! `mailwarden investigate --sender ADDR`: gathers the evidence (from the
+//! store's indexes, or by reading log files) and hands it to the core's
+//! `investigate`, then prints it for people, as JSON, or as a Markdown
+//! incident note.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mailwarden_core::escape::escape_for_terminal;
+use mailwarden_core::investigate::{Coverage, Input, Investigation, account_event, investigate as decide};
+use mailwarden_core::search::{SearchQuery, address_matches};
+use mailwarden_core::stitch::Stitcher;
+use mailwarden_core::time::{Timestamp, days_from_civil};
+use mailwarden_io::pipeline::now;
+
+use super::inputs::{parse_time_arg, pipeline_config, resolve};
+use super::logs::{read_lines, stitch_config};
+use crate::cli::InvestigateArgs;
+
+/// Most messages and account lines taken from the store.
+const LIMIT: usize = 100_000;
+
+/// `mailwarden investigate`.
+pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
+    let address = args.sender.trim().to_ascii_lowercase();
+    if !address.contains('@') || address.starts_with('@') || address.ends_with('@') {
+        anyhow::bail!(
+            "--sender {:?} is not an address; give the full envelope sender, e.g. xyovt@example.com",
+            args.sender
+        );
+    }
+    if args.input.since.is_none() {
+        args.input.since = Some("30d".to_owned());
+    }
+    let resolved = resolve(&args.input);
+    let cfg = pipeline_config(&args.input, resolved.using_sample)?;
+    let since = args
+        .input
+        .since
+        .as_deref()
+        .map(|s| parse_time_arg(s, &cfg.zone))
+        .transpose()
+        .context("--since")?;
+    let until = match args.input.until.as_deref() {
+        Some(u) => parse_time_arg(u, &cfg.zone).context("--until")?,
+        None => now(),
+    };
+    let mut input = Input {
+        address: address.clone(),
+        since,
+        until: Some(until),
+        our_domains: args.our_domains.clone(),
+        ..Input::default()
+    };
+
+    if args.input.store {
+        let dir = args
+            .input
+            .data_dir
+            .clone()
+            .unwrap_or_else(crate::config::default_data_dir);
+        let store = mailwarden_store::Store::open_read_only(&dir)?;
+        let q = SearchQuery {
+            sender: Some(address.clone()),
+            since,
+            until: Some(until),
+            ..SearchQuery::default()
+        };
+        let source = format!("store {}", dir.display());
+        for rec in store.search_messages(&q, LIMIT)? {
+            // The index matches a domain too; investigate exact senders only.
+            if rec
+                .from
+                .as_deref()
+                .is_some_and(|f| f.eq_ignore_ascii_case(&address))
+            {
+                let s = format!("{source}, queue id {}", rec.queue_id);
+                input.messages.push((rec, s));
+            }
+        }
+        let mut users: BTreeSet<String> = input
+            .messages
+            .iter()
+            .filter_map(|(r, _)| r.sasl_username.clone())
+            .collect();
+        users.insert(address.clone());
+        for u in users {
+            let q = SearchQuery {
+                sasl_user: Some(u),
+                since,
+                until: Some(until),
+                ..SearchQuery::default()
+            };
+            for line in store.search_lines(&q, LIMIT)? {
+                let src = format!("{source}, {} row {}", line.day, line.rowid);
+                if let Some(e) = line.with_event(|ev| account_event(ev, &src)) {
+                    input.account_events.push(e);
+                }
+            }
+        }
+        let stats = store.stats()?;
+        for d in &stats.days {
+            let day = days_from_civil(d.date.year, d.date.month, d.date.day);
+            input.coverage.add_day(day, d.lines);
+        }
+        input.coverage.sources.push(source);
+    } else {
+        let mut stitcher = Stitcher::new(stitch_config(&args.input, false));
+        let mut names: Vec<String> = Vec::new();
+        let mut pending = Vec::new();
+        let mut coverage = Coverage::default();
+        let mut accounts = Vec::new();
+        let reports = read_lines(&args.input, &cfg, resolved, |name, pos, raw, ev| {
+            if names.len() <= pos.source as usize {
+                names.resize(pos.source as usize + 1, String::new());
+            }
+            if names[pos.source as usize].is_empty() {
+                names[pos.source as usize] = name.to_owned();
+            }
+            if let Some(t) = ev.ts {
+                coverage.add(t);
+            }
+            if let Some(e) = account_event(ev, &format!("{name}:{}", pos.line)) {
+                accounts.push(e);
+            }
+            stitcher.feed(pos, raw, ev);
+            while let Some(rec) = stitcher.pop() {
+                pending.push(rec);
+            }
+        })?;
+        stitcher.finish();
+        while let Some(rec) = stitcher.pop() {
+            pending.push(rec);
+        }
+        for r in &reports {
+            if let Some(e) = &r.error {
+                eprintln!("mailwarden: {}: {e}", r.name);
+            }
+        }
+        for rec in pending {
+            if rec
+                .from
+                .as_deref()
+                .is_some_and(|f| address_matches(&address, f) && f.eq_ignore_ascii_case(&address))
+            {
+                let name = names
+                    .get(rec.first_position.source as usize)
+                    .cloned()
+                    .unwrap_or_default();
+                let s = format!("{name}:{}", rec.first_position.line);
+                input.messages.push((rec, s));
+            }
+        }
+        input.account_events = accounts;
+        coverage.sources = reports.iter().map(|r| r.name.clone()).collect();
+        input.coverage = coverage;
+    }
+
+    let inv = decide(input);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &inv).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(render_text(&inv).as_bytes())?;
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, render_markdown(&inv))
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+        eprintln!("mailwarden: incident note written to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map_or_else(|| "?".to_owned(), |t| t.to_string())
+}
+
+fn window(inv: &Investigation) -> String {
+    format!("{} .. {}", when(inv.since), when(inv.until))
+}
+
+fn coverage_line(inv: &Investigation) -> String {
+    let c = &inv.coverage;
+    let mut s = match (c.first, c.last) {
+        (Some(a), Some(b)) => format!("logs cover {a} .. {b}"),
+        _ => "no log lines found".to_owned(),
+    };
+    if inv.coverage_gaps.is_empty() {
+        s.push_str("; no gap inside the window");
+    } else {
+        let g: Vec<String> = inv
+            .coverage_gaps
+            .iter()
+            .map(|(a, b)| if a == b { a.clone() } else { format!("{a} .. {b}") })
+            .collect();
+        let _ = write!(s, "; NOT covered inside the window: {}", g.join(", "));
+    }
+    s
+}
+
+/// The report for people (terminal-escaped: log content is attacker-controlled).
+fn render_text(inv: &Investigation) -> String {
+    let e = |s: &str| escape_for_terminal(s).into_owned();
+    let mut s = String::new();
+    let _ = writeln!(s, "investigate {} ({})", e(&inv.address), window(inv));
+    let _ = writeln!(
+        s,
+        "\nVERDICT: {} (confidence {})",
+        inv.verdict.as_str(),
+        format!("{:?}", inv.confidence).to_lowercase()
+    );
+    let _ = writeln!(s, "  {}", e(&inv.summary));
+    if !inv.reasons.is_empty() {
+        let _ = writeln!(s, "\nwhy:");
+        for r in &inv.reasons {
+            let _ = writeln!(s, "  - {}", e(r));
+        }
+    }
+    if !inv.recommendations.is_empty() {
+        let _ = writeln!(s, "\nwhat to do:");
+        for r in &inv.recommendations {
+            let _ = writeln!(s, "  - {}", e(r));
+        }
+    }
+    if !inv.missing.is_empty() {
+        let _ = writeln!(s, "\nmissing for a firmer answer:");
+        for r in &inv.missing {
+            let _ = writeln!(s, "  - {}", e(r));
+        }
+    }
+    let _ = writeln!(s, "\ncoverage: {}", e(&coverage_line(inv)));
+    let _ = writeln!(s, "  sources: {}", e(&inv.coverage.sources.join(", ")));
+    if !inv.accounts.is_empty() {
+        let _ = writeln!(s, "\naccounts:");
+        for (u, a) in &inv.accounts {
+            let _ = writeln!(
+                s,
+                "  {:<32} {} messages, {} logins, {} failed logins; from {}{}",
+                e(u),
+                a.messages,
+                a.logins,
+                a.auth_failures,
+                e(&a.client_ips.iter().cloned().collect::<Vec<_>>().join(", ")),
+                if a.failing_ips.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; failures from {}",
+                        e(&a.failing_ips.iter().cloned().collect::<Vec<_>>().join(", "))
+                    )
+                }
+            );
+        }
+    }
+    let _ = writeln!(s, "\nmessages with this sender: {}", inv.messages.len());
+    for m in inv.messages.iter().take(50) {
+        let who = m
+            .sasl_username
+            .as_deref()
+            .map(|u| format!("sasl={u}"))
+            .or_else(|| m.client.clone())
+            .unwrap_or_default();
+        let outcomes: Vec<String> = m.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            s,
+            "  {} {:<14} {:<22} {} -> {} rcpt ({}) {}  [{}]",
+            when(m.ts),
+            e(&m.queue_id),
+            format!("{:?}", m.class).to_ascii_lowercase(),
+            e(&who),
+            m.recipients,
+            e(&m.recipient_domains.join(",")),
+            outcomes.join(" "),
+            e(&m.source)
+        );
+    }
+    if inv.messages.len() > 50 {
+        let _ = writeln!(s, "  … {} more (--json has all)", inv.messages.len() - 50);
+    }
+    if !inv.timeline.is_empty() {
+        let _ = writeln!(s, "\nmessages per hour (UTC):");
+        for (h, n) in &inv.timeline {
+            let _ = writeln!(s, "  {h}  {n:>6}  {}", "#".repeat((*n as usize).min(60)));
+        }
+    }
+    s
+}
+
+/// A Markdown incident note (log content is put in code spans).
+fn render_markdown(inv: &Investigation) -> String {
+    let code = |t: &str| format!("`{}`", t.replace('`', "'"));
+    let mut s = String::new();
+    let _ = writeln!(s, "# Incident note: sender {}\n", code(&inv.address));
+    let _ = writeln!(s, "- Window: {}", window(inv));
+    let _ = writeln!(
+        s,
+        "- **Verdict: {}** (confidence {})",
+        inv.verdict.as_str(),
+        format!("{:?}", inv.confidence).to_lowercase()
+    );
+    let _ = writeln!(s, "- Coverage: {}\n", coverage_line(inv));
+    let _ = writeln!(s, "{}\n", inv.summary);
+    for (title, items) in [
+        ("Evidence", &inv.reasons),
+        ("Recommended actions", &inv.recommendations),
+        ("Missing evidence", &inv.missing),
+    ] {
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "## {title}\n");
+        for i in items {
+            let _ = writeln!(s, "- {i}");
+        }
+        s.push('\n');
+    }
+    if !inv.accounts.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Accounts\n\n| account | messages | logins | failed logins | client addresses |\n|---|---|---|---|---|"
+        );
+        for (u, a) in &inv.accounts {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                code(u),
+                a.messages,
+                a.logins,
+                a.auth_failures,
+                a.client_ips.iter().map(|i| code(i)).collect::<Vec<_>>().join(" ")
+            );
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "## Messages ({})\n\n| first seen | queue id | class | submitted by | recipients | outcomes | source |\n|---|---|---|---|---|---|---|",
+        inv.messages.len()
+    );
+    for m in &inv.messages {
+        let who = m
+            .sasl_username
+            .clone()
+            .or_else(|| m.client.clone())
+            .unwrap_or_default();
+        let outcomes: Vec<String> = m.outcomes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:?} | {} | {} ({}) | {} | {} |",
+            when(m.ts),
+            code(&m.queue_id),
+            m.class,
+            code(&who),
+            m.recipients,
+            m.recipient_domains
+                .iter()
+                .map(|d| code(d))
+                .collect::<Vec<_>>()
+                .join(" "),
+            outcomes.join(" "),
+            code(&m.source)
+        );
+    }
+    s
+}

@@ -1,0 +1,161 @@
+//! `mailwarden investigate` against real traffic: a private Postfix + Dovecot
+//! lab receives a burst from a "compromised" account sending as an address
+//! that is no mailbox, an unauthenticated relay through mynetworks, and a
+//! spoof delivered inbound from an outside host; the verdicts are read from
+//! the log files and from the store, and a window the logs do not cover is
+//! inconclusive with the gap named.
+
+use mailwarden_testlab::{LabOptions, MailLab, Service, USERS};
+
+use crate::support::mailwarden;
+
+fn verdict_of(v: &serde_json::Value) -> &str {
+    v["verdict"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn four_verdicts_from_real_traffic() {
+    let lab = MailLab::start(LabOptions::default()).expect("start the mail lab");
+    let carol = USERS.iter().find(|u| u.address == "carol@lab.test").unwrap();
+
+    // 1. A compromised account: a burst sent as an address that is no mailbox.
+    for i in 0..5 {
+        let to = format!("target{i}@remote.test");
+        lab.swaks(
+            Service::Submission,
+            &[
+                "--local-interface",
+                "127.0.0.1",
+                "--from",
+                "xyovt@lab.test",
+                "--to",
+                &to,
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                carol.address,
+                "--auth-password",
+                carol.password,
+            ],
+        )
+        .expect("authenticated submission");
+    }
+    // 2. Unauthenticated relay: a client inside mynetworks, no AUTH, foreign recipient.
+    lab.swaks(
+        Service::Smtp,
+        &[
+            "--local-interface",
+            "127.0.0.1",
+            "--from",
+            "relay-me@lab.test",
+            "--to",
+            "victim@remote.test",
+        ],
+    )
+    .expect("relay through mynetworks");
+    // 3. A spoof from outside, delivered to a local mailbox.
+    lab.swaks(
+        Service::Smtp,
+        &[
+            "--local-interface",
+            "127.0.0.6",
+            "--helo",
+            "spoofer.test",
+            "--from",
+            "ceo@lab.test",
+            "--to",
+            "alice@lab.test",
+        ],
+    )
+    .expect("inbound spoof");
+    lab.wait_idle().expect("lab idle");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let log = lab.mail_log().to_str().unwrap().to_owned();
+    let dovecot = lab.dovecot_log().to_str().unwrap().to_owned();
+    let run = |sender: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["investigate", "--json", "--sender", sender, "--since", "2h"];
+        args.extend_from_slice(extra);
+        let r = mailwarden(d, &args);
+        assert_eq!(r.code, 0, "{sender}: {}", r.stderr);
+        r.json()
+    };
+
+    let v = run("xyovt@lab.test", &[&log, &dovecot]);
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    assert_eq!(v["accounts"]["carol@lab.test"]["messages"], 5, "{v:#}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 5);
+    assert!(v["summary"].as_str().unwrap().contains("carol@lab.test"), "{v:#}");
+
+    let v = run("relay-me@lab.test", &[&log, &dovecot]);
+    assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
+    assert!(v["summary"].as_str().unwrap().contains("127.0.0.1"), "{v:#}");
+
+    let v = run("ceo@lab.test", &[&log, &dovecot]);
+    assert_eq!(verdict_of(&v), "spoofed-externally", "{v:#}");
+    assert_eq!(v["counts"]["inbound"], 1, "{v:#}");
+    assert_eq!(v["messages"][0]["client"], "unknown[127.0.0.6]", "{v:#}");
+
+    // 4. A window the logs do not cover: absence proves nothing.
+    let r = mailwarden(
+        d,
+        &[
+            "investigate",
+            "--json",
+            "--sender",
+            "ceo@lab.test",
+            "--since",
+            "3d",
+            &log,
+        ],
+    );
+    let v = r.json();
+    assert_eq!(verdict_of(&v), "inconclusive", "{v:#}");
+    assert!(!v["coverage_gaps"].as_array().unwrap().is_empty(), "{v:#}");
+    assert!(
+        v["missing"][0].as_str().unwrap().starts_with("logs for "),
+        "{v:#}"
+    );
+
+    // The same answers from the store, and a Markdown incident note.
+    let data = d.join("data");
+    let data_s = data.to_str().unwrap();
+    let r = mailwarden(d, &["ingest", "--data-dir", data_s, &log, &dovecot]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = run("xyovt@lab.test", &["--store", "--data-dir", data_s]);
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 5);
+    let v = run("relay-me@lab.test", &["--store", "--data-dir", data_s]);
+    assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
+    let report = d.join("note.md");
+    let r = mailwarden(
+        d,
+        &[
+            "investigate",
+            "--sender",
+            "xyovt@lab.test",
+            "--since",
+            "2h",
+            "--store",
+            "--data-dir",
+            data_s,
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("VERDICT: sent-by-us-authenticated"),
+        "{}",
+        r.stdout
+    );
+    let note = std::fs::read_to_string(&report).unwrap();
+    assert!(note.contains("**Verdict: sent-by-us-authenticated**"), "{note}");
+    assert!(note.contains("`carol@lab.test`"), "{note}");
+
+    // Bad input: not an address.
+    let r = mailwarden(d, &["investigate", "--sender", "nobody", &log]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("not an address"), "{}", r.stderr);
+}
