@@ -20,7 +20,8 @@
 #      --sender ADDR` (the whole command: process start, opening every day
 #      file, output). Anchor: `grep -c -F ADDR` over the same lines, exported
 #      from the store with `logs parse --store --raw` into one plain file (what
-#      an admin does without a store).
+#      an admin does without a store). The same for `mailwarden investigate
+#      --store --sender ADDR` (messages, account history, coverage, verdict).
 #
 # Environment: CORPUS (default ../shared/corpus), SKIP_BUILD, RUNS (default 3),
 # BENCH_CPU (default 0), KEEP=1 keeps the 10M-event store in bench/data/.
@@ -116,17 +117,21 @@ hits=$("$MW" logs search --store --data-dir "$BIGSTORE" --sender "$SENDER" --jso
 search_t=$(for ((i = 0; i < RUNS; i++)); do
     secs "$MW" logs search --store --data-dir "$BIGSTORE" --sender "$SENDER" --json
 done | min)
+inv_t=$(for ((i = 0; i < RUNS; i++)); do
+    secs "$MW" investigate --store --data-dir "$BIGSTORE" --sender "$SENDER" --since 2023-01-01 --until 2025-01-01 --json
+done | min)
 grep_hits=$(grep -c -F "$SENDER" "$BIG" || true)
 grep_t=$(for ((i = 0; i < RUNS; i++)); do secs grep -c -F "$SENDER" "$BIG"; done | min)
 
 rev=$(git -C "$ROOT" rev-parse --short HEAD)
 awk -v n="$N10" -v it="$ingest_t" -v pf="$pf_t" -v sq="$sq_t" -v b="$store_bytes" \
     -v nb="$NBIG" -v st="$search_t" -v h="$hits" -v gt="$grep_t" -v gh="$grep_hits" \
-    -v rev="$rev" -v runs="$RUNS" -v sender="$SENDER" 'BEGIN {
+    -v rev="$rev" -v runs="$RUNS" -v sender="$SENDER" -v iv="$inv_t" 'BEGIN {
     printf "store.sh at %s, best of %d\n", rev, runs
     printf "ingest %d lines:   mailwarden %.2f s = %.0f events/s, %.0f store bytes/event\n", n, it, n / it, b / n
     printf "  anchor pflogsumm:     %.2f s = %.0f lines/s  (mailwarden ingest is %.2fx its speed)\n", pf, n / pf, pf / it
     printf "  anchor sqlite3 import: %.2f s = %.0f lines/s (mailwarden ingest is %.2fx its speed)\n", sq, n / sq, sq / it
     printf "search --store --sender %s over %d events: %.3f s, %d messages\n", sender, nb, st, h
     printf "  anchor grep -c -F:    %.3f s, %d lines  (mailwarden search is %.1fx faster)\n", gt, gh, gt / st
+    printf "investigate --store --sender %s over %d events: %.3f s (%.1fx faster than the grep anchor)\n", sender, nb, iv, gt / iv
 }'
