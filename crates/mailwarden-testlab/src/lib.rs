@@ -21,6 +21,10 @@
 //! when a test panics; labs left behind by killed test runs are cleaned up
 //! by the next [`MailLab::start`].
 //!
+//! [`DnsServer`] is a private authoritative DNS server (Knot DNS) on a free
+//! loopback port serving test [`DnsZone`]s over UDP and TCP, for SPF, DKIM
+//! and DMARC checks without the internet; it needs the Debian package `knot`.
+//!
 //! Requirements: root, and the Debian packages `postfix`, `dovecot-core`,
 //! `dovecot-imapd`, `dovecot-lmtpd` and `swaks`. The system's own Postfix
 //! and Dovecot services and their configuration are never touched. A missing
@@ -37,6 +41,7 @@
 //! # Ok::<(), mailwarden_testlab::LabError>(())
 //! ```
 
+mod dns;
 mod dovecot;
 mod error;
 mod lab;
@@ -46,6 +51,7 @@ mod scenario;
 mod swaks;
 mod sys;
 
+pub use dns::{DnsServer, DnsZone};
 pub use error::LabError;
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};
 pub use rsyslog::{Rsyslog, rsyslogd_path};
