@@ -4,6 +4,7 @@
 //! crate passes in the reference time (file modification time, or now).
 
 pub mod collect;
+pub mod directory;
 pub mod forward;
 pub mod input;
 pub mod mailcow;
