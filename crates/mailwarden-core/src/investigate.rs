@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::event::{Event, EventKind};
 use crate::parse::dovecot::{DovecotEvent, LoginAbortReason};
 use crate::parse::postfix::{DeliveryStatus, PostfixMsg};
+use crate::sample::{Entry, SampleAnalysis};
 use crate::stitch::{MessageRecord, Origin};
 use crate::time::{Timestamp, civil_from_days};
 
@@ -166,9 +167,22 @@ pub struct DirectoryFacts {
     pub source: String,
 }
 
+/// A sample message (a received spam copy) and what the logs say of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SampleEvidence {
+    /// Where it came from (`spam.eml`, `box.mbox #2`).
+    pub name: String,
+    /// The header analysis.
+    pub analysis: SampleAnalysis,
+    /// Queue ids from our `Received` lines that the logs hold a record of.
+    pub matched_queue_ids: Vec<String>,
+}
+
 /// What the caller hands over.
 #[derive(Clone, Debug, Default)]
 pub struct Input {
+    /// Sample messages, analysed, with the queue ids the logs know.
+    pub samples: Vec<SampleEvidence>,
     /// The address investigated (lowercased by [`investigate`]).
     pub address: String,
     /// The window asked about.
@@ -327,6 +341,8 @@ pub struct Investigation {
     pub account_events: Vec<AccountEvent>,
     /// Our domains as used for the classification.
     pub our_domains: Vec<String>,
+    /// Sample messages and what they show.
+    pub samples: Vec<SampleEvidence>,
 }
 
 fn domain_of(addr: &str) -> &str {
@@ -516,6 +532,89 @@ pub fn investigate(mut input: Input) -> Investigation {
             }
         ));
     }
+    // What the samples' headers show.
+    let mut foreign_samples = Vec::new();
+    let mut our_auth_samples = Vec::new();
+    for smp in &input.samples {
+        let a = &smp.analysis;
+        match &a.entry {
+            Entry::Ours {
+                by_host,
+                from_ip,
+                authenticated,
+                queue_id,
+                ..
+            } => {
+                reasons.push(format!(
+                    "sample {}: entered our server {} from {}{}{}",
+                    smp.name,
+                    by_host,
+                    from_ip.as_deref().unwrap_or("an unrecorded address"),
+                    authenticated
+                        .as_deref()
+                        .map(|u| format!(", authenticated ({u})"))
+                        .unwrap_or_default(),
+                    queue_id
+                        .as_deref()
+                        .map(|q| format!(", queue id {q}"))
+                        .unwrap_or_default()
+                ));
+                if authenticated.is_some() {
+                    our_auth_samples.push(smp);
+                }
+            }
+            Entry::ClaimsOurs {
+                by_host, queue_id, ..
+            } => {
+                let q = queue_id.as_deref().unwrap_or("");
+                if !q.is_empty() && smp.matched_queue_ids.iter().any(|m| m == q) {
+                    reasons.push(format!(
+                        "sample {}: its Received line from {by_host} (queue id {q}) matches our logs",
+                        smp.name
+                    ));
+                } else {
+                    reasons.push(format!(
+                        "sample {}: a Received line claims our host {by_host}{} but our logs hold no such message — a forged header",
+                        smp.name,
+                        if q.is_empty() { String::new() } else { format!(" (queue id {q})") }
+                    ));
+                    foreign_samples.push(smp);
+                }
+            }
+            Entry::NeverTouchedUs => {
+                reasons.push(format!(
+                    "sample {}: its Received chain never passes our servers{}",
+                    smp.name,
+                    a.first_external_ip
+                        .as_deref()
+                        .map(|ip| format!("; it came from {ip}"))
+                        .unwrap_or_default()
+                ));
+                foreign_samples.push(smp);
+            }
+            Entry::Unknown => missing.push(format!("sample {}: no Received header to trace", smp.name)),
+        }
+        for r in a.auth_results.iter().filter(|r| !r.ours) {
+            if matches!(r.method.as_str(), "spf" | "dkim" | "dmarc") {
+                let subject = ["header.from", "smtp.mailfrom", "header.d", "header.i"]
+                    .iter()
+                    .find_map(|k| r.properties.get(*k).map(|v| format!(" {k}={v}")))
+                    .unwrap_or_default();
+                reasons.push(format!(
+                    "sample {}: {} said {}={}{}",
+                    smp.name,
+                    r.authserv_id.as_deref().unwrap_or("the receiver"),
+                    r.method,
+                    r.result,
+                    subject
+                ));
+            }
+        }
+        for m in &a.mismatches {
+            reasons.push(format!("sample {}: {m}", smp.name));
+        }
+    }
+
     let (verdict, confidence, summary);
     if n("unauthenticated_relay") > 0 {
         verdict = Verdict::RelayedByUsUnauthenticated;
@@ -592,6 +691,55 @@ pub fn investigate(mut input: Input) -> Investigation {
                 ));
             }
         }
+    } else if let Some(smp) = our_auth_samples.first() {
+        verdict = Verdict::SentByUsAuthenticated;
+        confidence = Confidence::Medium;
+        let who = match &smp.analysis.entry {
+            Entry::Ours {
+                authenticated: Some(u),
+                ..
+            } => u.clone(),
+            _ => String::new(),
+        };
+        summary = format!(
+            "The sample's own headers show it was submitted to our server after authentication ({who}); our logs do not hold the message, so the account is named only by the header."
+        );
+        missing
+            .push("the mail logs of the sending time, to name the account and its client address".to_owned());
+        recommendations.push(
+            "Treat the account as compromised: reset its password, revoke app passwords, end sessions; recover the logs of the sending time.".to_owned(),
+        );
+    } else if !foreign_samples.is_empty() {
+        verdict = Verdict::SpoofedExternally;
+        let covered = input.since.is_some()
+            && input.until.is_some()
+            && gaps.is_empty()
+            && !input.coverage.lines_per_day.is_empty();
+        confidence = if covered {
+            Confidence::High
+        } else {
+            Confidence::Medium
+        };
+        summary = format!(
+            "The sample never passed through our servers and no message from {address} left through them{}: someone else sent it (spoofing).",
+            if covered {
+                " in the covered window"
+            } else {
+                " in the logs we have"
+            }
+        );
+        if !covered {
+            for (a, b) in &gaps {
+                missing.push(if a == b {
+                    format!("logs for {a}")
+                } else {
+                    format!("logs for {a} .. {b}")
+                });
+            }
+        }
+        recommendations.push(
+            "Publish a strict DMARC policy (p=reject) with SPF -all and DKIM for the domain so receivers reject the spoofs.".to_owned(),
+        );
     } else {
         let window_known = input.since.is_some() && input.until.is_some();
         let no_lines = input.coverage.lines_per_day.is_empty();
@@ -637,7 +785,12 @@ pub fn investigate(mut input: Input) -> Investigation {
                     cite(MessageClass::Inbound)
                 ));
             }
-            missing.push("the headers of a received spam sample would show its foreign origin and failing SPF/DKIM/DMARC".to_owned());
+            if input.samples.is_empty() {
+                missing.push(
+                    "a received spam sample (--eml) would show its foreign origin and failing SPF/DKIM/DMARC"
+                        .to_owned(),
+                );
+            }
             recommendations.push(
                 "Publish a strict DMARC policy (p=reject) with SPF -all and DKIM for the domain so receivers reject the spoofs.".to_owned(),
             );
@@ -662,6 +815,7 @@ pub fn investigate(mut input: Input) -> Investigation {
         messages,
         account_events,
         our_domains: ours.into_iter().collect(),
+        samples: input.samples,
     }
 }
 

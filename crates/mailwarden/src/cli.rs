@@ -85,6 +85,26 @@ pub struct InvestigateArgs {
     /// Default: the domains the logs show local deliveries for.
     #[arg(long = "our-domain", value_name = "DOMAIN")]
     pub our_domains: Vec<String>,
+    /// A sample of the mail in question (.eml, an mbox, or a pasted header
+    /// block; repeatable): its Received chain shows where it entered our
+    /// servers, or that it never did; its queue ids are looked up in the logs.
+    #[arg(long, value_name = "FILE")]
+    pub eml: Vec<std::path::PathBuf>,
+    /// Our mail servers' host names (repeatable), to recognise our Received
+    /// lines. Default: MAILCOW_HOSTNAME from mailcow.conf, else this host's name.
+    #[arg(long = "our-host", value_name = "HOST")]
+    pub our_hosts: Vec<String>,
+    /// Our servers' addresses or networks (repeatable, CIDR allowed).
+    #[arg(long = "our-ip", value_name = "IP")]
+    pub our_ips: Vec<String>,
+    /// An address list to look ADDR up in (see `mailwarden_io::directory`:
+    /// `user@dom`, `alias@dom: target, …`, `@dom: target.tld`, `@dom: user@x`).
+    /// Default: Mailcow's database when a Mailcow installation is found.
+    #[arg(long, value_name = "FILE")]
+    pub directory: Option<std::path::PathBuf>,
+    /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
+    #[arg(long, value_name = "DIR")]
+    pub mailcow_dir: Option<std::path::PathBuf>,
     /// Write a Markdown incident note with the verdict and the evidence.
     #[arg(long, value_name = "FILE.md")]
     pub report: Option<std::path::PathBuf>,

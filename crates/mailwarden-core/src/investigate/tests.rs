@@ -93,6 +93,7 @@ fn input_for(address: &str, lines: &[&str], since: &str, until: &str) -> Input {
         coverage,
         directory: None,
         our_domains: vec!["lab.test".into()],
+        samples: Vec::new(),
     }
 }
 
@@ -248,4 +249,37 @@ fn coverage_gaps_are_whole_days_inside_the_window() {
             .is_empty()
     );
     assert_eq!(d.first, Some(ts("2026-12-03T00:00:00Z")));
+}
+
+#[test]
+fn an_authenticated_sample_without_logs_still_names_the_account() {
+    let raw = b"Received: from laptop (unknown [203.0.113.5])\r\n\
+        \t(Authenticated sender: carol@lab.test)\r\n\
+        \tby mail.lab.test (Postfix) with ESMTPSA id 4QAbc1Def2;\r\n\
+        \tFri, 04 Dec 2026 10:00:00 +0000 (UTC)\r\n\
+        From: <xyovt@lab.test>\r\nSubject: x\r\n\r\nbody\r\n";
+    let cfg = crate::sample::SampleConfig {
+        our_hosts: vec!["mail.lab.test".into()],
+        ..crate::sample::SampleConfig::default()
+    };
+    let analysis = crate::sample::analyze(raw, &cfg);
+    let inv = investigate(Input {
+        address: "xyovt@lab.test".into(),
+        since: Some(ts("2026-12-01T00:00:00Z")),
+        until: Some(ts("2026-12-05T00:00:00Z")),
+        samples: vec![SampleEvidence {
+            name: "spam.eml".into(),
+            analysis,
+            matched_queue_ids: Vec::new(),
+        }],
+        ..Input::default()
+    });
+    assert_eq!(inv.verdict, Verdict::SentByUsAuthenticated, "{inv:#?}");
+    assert_eq!(inv.confidence, Confidence::Medium);
+    assert!(inv.summary.contains("carol@lab.test"), "{}", inv.summary);
+    assert!(
+        inv.missing
+            .iter()
+            .any(|m| m.contains("mail logs of the sending time"))
+    );
 }

@@ -10,10 +10,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use mailwarden_core::escape::escape_for_terminal;
-use mailwarden_core::investigate::{Coverage, Input, Investigation, account_event, investigate as decide};
+use mailwarden_core::investigate::{
+    Coverage, DirectoryFacts, Input, Investigation, SampleEvidence, account_event, investigate as decide,
+};
+use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
 use mailwarden_core::search::{SearchQuery, address_matches};
 use mailwarden_core::stitch::Stitcher;
 use mailwarden_core::time::{Timestamp, days_from_civil};
+use mailwarden_io::directory::{AddressInfo, AddressKind, DbConfig, DirectorySource};
+use mailwarden_io::mailcow::{MailcowConf, find_install};
 use mailwarden_io::pipeline::now;
 
 use super::inputs::{parse_time_arg, pipeline_config, resolve};
@@ -22,6 +27,122 @@ use crate::cli::InvestigateArgs;
 
 /// Most messages and account lines taken from the store.
 const LIMIT: usize = 100_000;
+/// Most bytes read of one sample file (only the headers matter).
+const MAX_SAMPLE_BYTES: u64 = 64 << 20;
+
+/// The directory to consult: an explicit list, else Mailcow's database.
+fn directory_source(
+    args: &InvestigateArgs,
+) -> anyhow::Result<(Option<DirectorySource>, Option<MailcowConf>)> {
+    let mailcow = find_install(args.mailcow_dir.as_deref())
+        .map(|d| MailcowConf::load(&d))
+        .transpose()
+        .context("reading mailcow.conf")?;
+    if args.mailcow_dir.is_some() && mailcow.is_none() {
+        anyhow::bail!("no mailcow.conf in the --mailcow-dir given; fix the path");
+    }
+    if let Some(list) = &args.directory {
+        return Ok((Some(DirectorySource::ListFile(list.clone())), mailcow));
+    }
+    let src = match &mailcow {
+        Some(c) => Some(DirectorySource::MailcowDb(DbConfig::from_mailcow(c)?)),
+        None => None,
+    };
+    Ok((src, mailcow))
+}
+
+fn facts_of(info: &AddressInfo) -> DirectoryFacts {
+    let (kind, detail) = match &info.kind {
+        AddressKind::Mailbox { active } => (
+            "mailbox",
+            if *active {
+                String::new()
+            } else {
+                "inactive".to_owned()
+            },
+        ),
+        AddressKind::Alias { targets, active } => (
+            "alias",
+            format!(
+                "of {}{}",
+                targets.join(", "),
+                if *active { "" } else { ", inactive" }
+            ),
+        ),
+        AddressKind::DomainAlias {
+            alias_domain,
+            target_domain,
+            ..
+        } => ("domain_alias", format!("{alias_domain} → {target_domain}")),
+        AddressKind::CatchAll { targets } => ("catch_all", format!("delivered to {}", targets.join(", "))),
+        AddressKind::Unknown => ("unknown", String::new()),
+    };
+    let mut detail = detail;
+    for n in &info.notes {
+        if !detail.is_empty() {
+            detail.push_str("; ");
+        }
+        detail.push_str(n);
+    }
+    DirectoryFacts {
+        kind: kind.to_owned(),
+        detail,
+        domain_known: info.domain_known,
+        may_send_as: info.may_send_as.clone(),
+        source: info.source.clone(),
+    }
+}
+
+/// Reads and analyses the samples (headers only, bounded).
+fn read_samples(
+    args: &InvestigateArgs,
+    cfg: &SampleConfig,
+) -> anyhow::Result<Vec<(String, mailwarden_core::sample::SampleAnalysis)>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    for path in &args.eml {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)
+            .with_context(|| format!("cannot open the sample {}", path.display()))?
+            .take(MAX_SAMPLE_BYTES)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read the sample {}", path.display()))?;
+        let msgs = split_messages(&buf);
+        if msgs.is_empty() {
+            anyhow::bail!(
+                "{}: empty; give a .eml file, an mbox or a pasted header block",
+                path.display()
+            );
+        }
+        let many = msgs.len() > 1;
+        for (i, m) in msgs.into_iter().enumerate() {
+            let name = if many {
+                format!("{} #{}", path.display(), i + 1)
+            } else {
+                path.display().to_string()
+            };
+            out.push((name, analyze(m, cfg)));
+        }
+    }
+    Ok(out)
+}
+
+/// Queue ids a sample's Received lines attribute to our servers.
+fn sample_queue_ids(a: &mailwarden_core::sample::SampleAnalysis) -> Vec<String> {
+    let mut ids: Vec<String> = a.our_queue_ids.clone();
+    if let Entry::Ours {
+        queue_id: Some(q), ..
+    }
+    | Entry::ClaimsOurs {
+        queue_id: Some(q), ..
+    } = &a.entry
+    {
+        ids.push(q.clone());
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
 
 /// `mailwarden investigate`.
 pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
@@ -56,6 +177,46 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         ..Input::default()
     };
 
+    // The directory (Mailcow's database or a list), when there is one.
+    let (dir_src, mailcow) = directory_source(&args)?;
+    if let Some(src) = &dir_src {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        match rt.block_on(mailwarden_io::directory::lookup(src, &address)) {
+            Ok(info) => input.directory = Some(facts_of(&info)),
+            Err(e) => eprintln!("mailwarden: directory not consulted: {e}"),
+        }
+        if input.our_domains.is_empty()
+            && let Ok(d) = rt.block_on(mailwarden_io::directory::our_domains(src))
+        {
+            input.our_domains = d;
+        }
+    }
+
+    // The samples.
+    // Our hosts: given, else Mailcow's hostname, /etc/mailname and this
+    // machine's name (Dovecot's LMTP writes the latter).
+    let mut our_hosts = args.our_hosts.clone();
+    if our_hosts.is_empty() {
+        our_hosts.extend(mailcow.as_ref().and_then(|c| c.hostname()).map(str::to_owned));
+        for f in ["/etc/mailname", "/proc/sys/kernel/hostname"] {
+            if let Ok(h) = std::fs::read_to_string(f) {
+                let h = h.trim();
+                if !h.is_empty() && !our_hosts.iter().any(|o| o == h) {
+                    our_hosts.push(h.to_owned());
+                }
+            }
+        }
+    }
+    let sample_cfg = SampleConfig {
+        our_hosts,
+        our_ips: args.our_ips.clone(),
+        ..SampleConfig::default()
+    };
+    let samples = read_samples(&args, &sample_cfg)?;
+    let wanted_ids: BTreeSet<String> = samples.iter().flat_map(|(_, a)| sample_queue_ids(a)).collect();
+
     if args.input.store {
         let dir = args
             .input
@@ -79,6 +240,18 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
             {
                 let s = format!("{source}, queue id {}", rec.queue_id);
                 input.messages.push((rec, s));
+            }
+        }
+        for q in &wanted_ids {
+            let byq = SearchQuery {
+                queue_id: Some(q.clone()),
+                ..SearchQuery::default()
+            };
+            for rec in store.search_messages(&byq, 10)? {
+                if !input.messages.iter().any(|(r, _)| r.queue_id == rec.queue_id) {
+                    let s = format!("{source}, queue id {} (from the sample)", rec.queue_id);
+                    input.messages.push((rec, s));
+                }
             }
         }
         let mut users: BTreeSet<String> = input
@@ -141,10 +314,13 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
             }
         }
         for rec in pending {
-            if rec
-                .from
-                .as_deref()
-                .is_some_and(|f| address_matches(&address, f) && f.eq_ignore_ascii_case(&address))
+            let by_sample = wanted_ids.contains(&rec.queue_id)
+                || rec.reinjected_as.iter().any(|q| wanted_ids.contains(q));
+            if by_sample
+                || rec
+                    .from
+                    .as_deref()
+                    .is_some_and(|f| address_matches(&address, f) && f.eq_ignore_ascii_case(&address))
             {
                 let name = names
                     .get(rec.first_position.source as usize)
@@ -159,6 +335,25 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         input.coverage = coverage;
     }
 
+    let known: BTreeSet<String> = input
+        .messages
+        .iter()
+        .flat_map(|(r, _)| std::iter::once(r.queue_id.clone()).chain(r.reinjected_as.iter().cloned()))
+        .collect();
+    input.samples = samples
+        .into_iter()
+        .map(|(name, analysis)| {
+            let matched_queue_ids = sample_queue_ids(&analysis)
+                .into_iter()
+                .filter(|q| known.contains(q))
+                .collect();
+            SampleEvidence {
+                name,
+                analysis,
+                matched_queue_ids,
+            }
+        })
+        .collect();
     let inv = decide(input);
     let mut out = std::io::stdout().lock();
     if args.json {

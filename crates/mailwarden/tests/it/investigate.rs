@@ -15,6 +15,9 @@ fn verdict_of(v: &serde_json::Value) -> &str {
 
 #[test]
 fn four_verdicts_from_real_traffic() {
+    // The window starts when the lab does (its start-up is logged at once), so
+    // the logs cover all of it whatever the time of day.
+    let started = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
     let lab = MailLab::start(LabOptions::default()).expect("start the mail lab");
     let carol = USERS.iter().find(|u| u.address == "carol@lab.test").unwrap();
 
@@ -75,7 +78,7 @@ fn four_verdicts_from_real_traffic() {
     let log = lab.mail_log().to_str().unwrap().to_owned();
     let dovecot = lab.dovecot_log().to_str().unwrap().to_owned();
     let run = |sender: &str, extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["investigate", "--json", "--sender", sender, "--since", "2h"];
+        let mut args = vec!["investigate", "--json", "--sender", sender, "--since", &started];
         args.extend_from_slice(extra);
         let r = mailwarden(d, &args);
         assert_eq!(r.code, 0, "{sender}: {}", r.stderr);
@@ -88,6 +91,24 @@ fn four_verdicts_from_real_traffic() {
     assert_eq!(v["messages"].as_array().unwrap().len(), 5);
     assert!(v["summary"].as_str().unwrap().contains("carol@lab.test"), "{v:#}");
 
+    // With the directory: xyovt@ is no mailbox, and carol may not send as it.
+    let list = d.join("addresses.txt");
+    std::fs::write(
+        &list,
+        "# lab.test\n@lab.test\nalice@lab.test\nbob@lab.test\ncarol@lab.test\n",
+    )
+    .unwrap();
+    let v = run(
+        "xyovt@lab.test",
+        &["--directory", list.to_str().unwrap(), &log, &dovecot],
+    );
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    assert_eq!(v["directory"]["kind"], "unknown", "{v:#}");
+    assert_eq!(v["accounts"]["carol@lab.test"]["may_send_as"], false, "{v:#}");
+    let reasons = v["reasons"].to_string();
+    assert!(reasons.contains("no mailbox or alias"), "{v:#}");
+    assert!(reasons.contains("not allowed to send as xyovt@lab.test"), "{v:#}");
+
     let v = run("relay-me@lab.test", &[&log, &dovecot]);
     assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
     assert!(v["summary"].as_str().unwrap().contains("127.0.0.1"), "{v:#}");
@@ -96,6 +117,49 @@ fn four_verdicts_from_real_traffic() {
     assert_eq!(verdict_of(&v), "spoofed-externally", "{v:#}");
     assert_eq!(v["counts"]["inbound"], 1, "{v:#}");
     assert_eq!(v["messages"][0]["client"], "unknown[127.0.0.6]", "{v:#}");
+
+    // The spoof as delivered to alice's Maildir is the sample: its Received
+    // chain shows it entered our MX from 127.0.0.6, unauthenticated.
+    let sample = find_file(lab.dir(), &|p, text| {
+        p.to_string_lossy().contains("Maildir") && text.contains("ceo@lab.test")
+    })
+    .expect("the spoof in a Maildir");
+    // Dovecot's LMTP writes the machine's host name in its Received line.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
+    let v = run(
+        "ceo@lab.test",
+        &[
+            "--eml",
+            sample.to_str().unwrap(),
+            "--our-host",
+            "mail.lab.test",
+            "--our-host",
+            &host,
+            &log,
+            &dovecot,
+        ],
+    );
+    assert_eq!(verdict_of(&v), "spoofed-externally", "{v:#}");
+    let entry = &v["samples"][0]["analysis"]["entry"];
+    assert_eq!(entry["kind"], "ours", "{v:#}");
+    assert_eq!(entry["from_ip"], "127.0.0.6", "{v:#}");
+    assert!(entry["authenticated"].is_null(), "{v:#}");
+    let qid = entry["queue_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        v["samples"][0]["matched_queue_ids"][0],
+        qid.as_str(),
+        "the sample's queue id is in the logs: {v:#}"
+    );
+    assert!(
+        v["reasons"].as_array().unwrap().iter().any(|r| r
+            .as_str()
+            .unwrap()
+            .contains("entered our server mail.lab.test from 127.0.0.6")),
+        "{v:#}"
+    );
 
     // 4. A window the logs do not cover: absence proves nothing.
     let r = mailwarden(
@@ -136,7 +200,7 @@ fn four_verdicts_from_real_traffic() {
             "--sender",
             "xyovt@lab.test",
             "--since",
-            "2h",
+            &started,
             "--store",
             "--data-dir",
             data_s,
@@ -158,4 +222,27 @@ fn four_verdicts_from_real_traffic() {
     let r = mailwarden(d, &["investigate", "--sender", "nobody", &log]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not an address"), "{}", r.stderr);
+}
+
+/// The first file under `dir` (recursively) for which `pick(path, text)` holds.
+fn find_file(
+    dir: &std::path::Path,
+    pick: &dyn Fn(&std::path::Path, &str) -> bool,
+) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        // Only directories and regular files: Postfix's FIFOs block a reader.
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            if let Some(f) = find_file(&p, pick) {
+                return Some(f);
+            }
+        } else if ft.is_file()
+            && let Ok(text) = std::fs::read_to_string(&p)
+            && pick(&p, &text)
+        {
+            return Some(p);
+        }
+    }
+    None
 }
