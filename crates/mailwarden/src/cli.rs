@@ -91,15 +91,17 @@ pub struct InvestigateArgs {
     #[arg(long, value_name = "FILE")]
     pub eml: Vec<std::path::PathBuf>,
     /// Our mail servers' host names (repeatable), to recognise our Received
-    /// lines. Default: MAILCOW_HOSTNAME from mailcow.conf, else this host's name.
+    /// lines. Default: MAILCOW_HOSTNAME (when Mailcow is found), /etc/mailname
+    /// and this machine's host name.
     #[arg(long = "our-host", value_name = "HOST")]
     pub our_hosts: Vec<String>,
     /// Our servers' addresses or networks (repeatable, CIDR allowed).
     #[arg(long = "our-ip", value_name = "IP")]
     pub our_ips: Vec<String>,
-    /// An address list to look ADDR up in (see `mailwarden_io::directory`:
-    /// `user@dom`, `alias@dom: target, …`, `@dom: target.tld`, `@dom: user@x`).
-    /// Default: Mailcow's database when a Mailcow installation is found.
+    /// An address list to look ADDR up in, one entry per line: `user@dom`
+    /// (mailbox), `alias@dom: target, …` (alias), `@dom: target.tld` (domain
+    /// alias), `@dom: user@x` (catch-all), `@dom` (a domain of ours), `#`
+    /// comments. Default: Mailcow's database when Mailcow is found.
     #[arg(long, value_name = "FILE")]
     pub directory: Option<std::path::PathBuf>,
     /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
