@@ -9,3 +9,4 @@ pub mod forward;
 pub mod input;
 pub mod mailcow;
 pub mod pipeline;
+pub mod verify;
