@@ -176,6 +176,26 @@ pub struct SampleEvidence {
     pub analysis: SampleAnalysis,
     /// Queue ids from our `Received` lines that the logs hold a record of.
     pub matched_queue_ids: Vec<String>,
+    /// DKIM/SPF/DMARC checked again against DNS, when that was possible.
+    pub reverified: Option<Reverification>,
+}
+
+/// The caller's re-verification of a sample against DNS (the io crate's
+/// verifier), reduced to what the decision needs.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Reverification {
+    /// The client address SPF was checked for (the first external hop).
+    pub ip: String,
+    /// SPF result.
+    pub spf: Option<String>,
+    /// DKIM results (`pass d=example.com s=sel`).
+    pub dkim: Vec<String>,
+    /// DMARC result.
+    pub dmarc: Option<String>,
+    /// The DMARC policy the domain publishes (`none`, `quarantine`, `reject`).
+    pub dmarc_policy: Option<String>,
+    /// DNS or parse problems.
+    pub errors: Vec<String>,
 }
 
 /// What the caller hands over.
@@ -612,6 +632,41 @@ pub fn investigate(mut input: Input) -> Investigation {
         }
         for m in &a.mismatches {
             reasons.push(format!("sample {}: {m}", smp.name));
+        }
+        if let Some(rv) = &smp.reverified {
+            let dkim = if rv.dkim.is_empty() {
+                "none".to_owned()
+            } else {
+                rv.dkim.join(", ")
+            };
+            reasons.push(format!(
+                "sample {}: checked again against DNS for {}: spf={}, dkim={dkim}, dmarc={}{}",
+                smp.name,
+                rv.ip,
+                rv.spf.as_deref().unwrap_or("not checked"),
+                rv.dmarc.as_deref().unwrap_or("not checked"),
+                rv.dmarc_policy
+                    .as_deref()
+                    .map(|p| format!(" (policy p={p})"))
+                    .unwrap_or_default()
+            ));
+            for e in &rv.errors {
+                missing.push(format!("sample {}: {e}", smp.name));
+            }
+            if rv.dmarc.as_deref() == Some("fail") {
+                match rv.dmarc_policy.as_deref() {
+                    Some("reject") => reasons.push(format!(
+                        "sample {}: DMARC fails and the domain publishes p=reject: receivers that honour DMARC reject such spoofs",
+                        smp.name
+                    )),
+                    Some("quarantine") => recommendations.push(
+                        "DMARC is p=quarantine: spoofs land in spam folders; publish p=reject once your own mail passes DMARC.".to_owned(),
+                    ),
+                    _ => recommendations.push(
+                        "DMARC fails but the domain's policy is p=none (or missing): receivers were told to accept this spoof. Publish p=quarantine, then p=reject, once your own mail passes DMARC.".to_owned(),
+                    ),
+                }
+            }
         }
     }
 

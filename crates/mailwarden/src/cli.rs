@@ -98,6 +98,13 @@ pub struct InvestigateArgs {
     /// Our servers' addresses or networks (repeatable, CIDR allowed).
     #[arg(long = "our-ip", value_name = "IP")]
     pub our_ips: Vec<String>,
+    /// The DNS server to check the samples' SPF, DKIM and DMARC against
+    /// (IP:PORT; a recursive resolver). Default: the system's resolvers.
+    #[arg(long, value_name = "IP:PORT")]
+    pub resolver: Option<std::net::SocketAddr>,
+    /// Do not query DNS: analyse the samples' headers only.
+    #[arg(long, conflicts_with = "resolver")]
+    pub no_dns: bool,
     /// An address list to look ADDR up in, one entry per line: `user@dom`
     /// (mailbox), `alias@dom: target, …` (alias), `@dom: target.tld` (domain
     /// alias), `@dom: user@x` (catch-all), `@dom` (a domain of ours), `#`

@@ -271,6 +271,7 @@ fn an_authenticated_sample_without_logs_still_names_the_account() {
             name: "spam.eml".into(),
             analysis,
             matched_queue_ids: Vec::new(),
+            reverified: None,
         }],
         ..Input::default()
     });

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::investigate::{
-    Coverage, DirectoryFacts, Input, Investigation, SampleEvidence, account_event, investigate as decide,
+    Coverage, DirectoryFacts, Input, Investigation, Reverification, SampleEvidence, account_event,
+    investigate as decide,
 };
 use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
 use mailwarden_core::search::{SearchQuery, address_matches};
@@ -94,10 +95,10 @@ fn facts_of(info: &AddressInfo) -> DirectoryFacts {
 }
 
 /// Reads and analyses the samples (headers only, bounded).
-fn read_samples(
-    args: &InvestigateArgs,
-    cfg: &SampleConfig,
-) -> anyhow::Result<Vec<(String, mailwarden_core::sample::SampleAnalysis)>> {
+/// A sample: its name, its header analysis and its bytes (for DNS re-verification).
+type Sample = (String, mailwarden_core::sample::SampleAnalysis, Vec<u8>);
+
+fn read_samples(args: &InvestigateArgs, cfg: &SampleConfig) -> anyhow::Result<Vec<Sample>> {
     use std::io::Read as _;
     let mut out = Vec::new();
     for path in &args.eml {
@@ -121,10 +122,46 @@ fn read_samples(
             } else {
                 path.display().to_string()
             };
-            out.push((name, analyze(m, cfg)));
+            out.push((name, analyze(m, cfg), m.to_vec()));
         }
     }
     Ok(out)
+}
+
+/// DKIM/SPF/DMARC of a sample checked again against DNS, for the client that
+/// handed it to the first trusted server (or the earliest external hop).
+fn reverify(
+    rt: &tokio::runtime::Runtime,
+    a: &mailwarden_core::sample::SampleAnalysis,
+    raw: &[u8],
+    cfg: &mailwarden_io::verify::VerifyConfig,
+) -> Option<Reverification> {
+    let ip: std::net::IpAddr = a.first_external_ip.as_deref()?.parse().ok()?;
+    let hop = match &a.entry {
+        Entry::Ours { hop_index, .. } | Entry::ClaimsOurs { hop_index, .. } => a.hops.get(*hop_index),
+        _ => a
+            .hops
+            .iter()
+            .rev()
+            .find(|h| h.from_ip.as_deref() == a.first_external_ip.as_deref()),
+    };
+    let helo = hop.and_then(|h| h.from_helo.clone()).unwrap_or_default();
+    let mail_from = a.return_path.clone().unwrap_or_default();
+    let r = rt.block_on(mailwarden_io::verify::verify_message(
+        raw, ip, &helo, &mail_from, cfg,
+    ));
+    Some(Reverification {
+        ip: ip.to_string(),
+        spf: r.spf.as_ref().map(|s| s.result.clone()),
+        dkim: r
+            .dkim
+            .iter()
+            .map(|d| format!("{} d={} s={}", d.result, d.domain, d.selector))
+            .collect(),
+        dmarc: r.dmarc.as_ref().map(|d| d.result.clone()),
+        dmarc_policy: r.dmarc.as_ref().map(|d| d.policy.clone()),
+        errors: r.errors,
+    })
 }
 
 /// Queue ids a sample's Received lines attribute to our servers.
@@ -215,7 +252,7 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         ..SampleConfig::default()
     };
     let samples = read_samples(&args, &sample_cfg)?;
-    let wanted_ids: BTreeSet<String> = samples.iter().flat_map(|(_, a)| sample_queue_ids(a)).collect();
+    let wanted_ids: BTreeSet<String> = samples.iter().flat_map(|(_, a, _)| sample_queue_ids(a)).collect();
 
     if args.input.store {
         let dir = args
@@ -340,20 +377,30 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .flat_map(|(r, _)| std::iter::once(r.queue_id.clone()).chain(r.reinjected_as.iter().cloned()))
         .collect();
-    input.samples = samples
-        .into_iter()
-        .map(|(name, analysis)| {
-            let matched_queue_ids = sample_queue_ids(&analysis)
-                .into_iter()
-                .filter(|q| known.contains(q))
-                .collect();
-            SampleEvidence {
-                name,
-                analysis,
-                matched_queue_ids,
-            }
-        })
-        .collect();
+    let verify_cfg = mailwarden_io::verify::VerifyConfig {
+        resolver: args.resolver,
+        ..mailwarden_io::verify::VerifyConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for (name, analysis, raw) in samples {
+        let matched_queue_ids = sample_queue_ids(&analysis)
+            .into_iter()
+            .filter(|q| known.contains(q))
+            .collect();
+        let reverified = if args.no_dns {
+            None
+        } else {
+            reverify(&rt, &analysis, &raw, &verify_cfg)
+        };
+        input.samples.push(SampleEvidence {
+            name,
+            analysis,
+            matched_queue_ids,
+            reverified,
+        });
+    }
     let inv = decide(input);
     let mut out = std::io::stdout().lock();
     if args.json {

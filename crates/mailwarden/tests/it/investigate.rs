@@ -5,7 +5,7 @@
 //! the log files and from the store, and a window the logs do not cover is
 //! inconclusive with the gap named.
 
-use mailwarden_testlab::{LabOptions, MailLab, Service, USERS};
+use mailwarden_testlab::{DnsServer, DnsZone, LabOptions, MailLab, Service, USERS};
 
 use crate::support::mailwarden;
 
@@ -19,6 +19,17 @@ fn four_verdicts_from_real_traffic() {
     // the logs cover all of it whatever the time of day.
     let started = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
     let lab = MailLab::start(LabOptions::default()).expect("start the mail lab");
+    // The samples are checked again against DNS: a private Knot serves
+    // lab.test (SPF for the lab's own address only, DMARC p=none) and an empty
+    // `test` zone (so the DMARC tree walk gets NXDOMAIN, as on the internet).
+    let dns = DnsServer::start(vec![
+        DnsZone::new("lab.test")
+            .txt("@", "v=spf1 ip4:127.0.0.1 -all")
+            .txt("_dmarc", "v=DMARC1; p=none"),
+        DnsZone::new("test"),
+    ])
+    .expect("start the DNS server");
+    let resolver = dns.addr().to_string();
     let carol = USERS.iter().find(|u| u.address == "carol@lab.test").unwrap();
 
     // 1. A compromised account: a burst sent as an address that is no mailbox.
@@ -138,10 +149,14 @@ fn four_verdicts_from_real_traffic() {
             "mail.lab.test",
             "--our-host",
             &host,
+            "--resolver",
+            &resolver,
             &log,
             &dovecot,
         ],
     );
+    // Checked again against DNS: 127.0.0.6 may not send for lab.test.
+    assert_eq!(v["samples"][0]["reverified"]["spf"], "fail", "{v:#}");
     assert_eq!(verdict_of(&v), "spoofed-externally", "{v:#}");
     let entry = &v["samples"][0]["analysis"]["entry"];
     assert_eq!(entry["kind"], "ours", "{v:#}");
@@ -181,6 +196,54 @@ fn four_verdicts_from_real_traffic() {
         v["missing"][0].as_str().unwrap().starts_with("logs for "),
         "{v:#}"
     );
+
+    // ... unless a sample shows the mail never passed our servers; checked
+    // again against DNS, SPF fails for the foreign sender, DMARC fails and
+    // the domain's p=none told receivers to accept it.
+    let foreign = d.join("foreign.eml");
+    std::fs::write(
+        &foreign,
+        "Received: from mta.bulk.example (mta.bulk.example [198.51.100.23])\r\n\
+         \tby mx.receiver.example (Postfix) with ESMTP id 4Xyz; Fri, 4 Dec 2026 10:00:00 +0000\r\n\
+         Authentication-Results: mx.receiver.example; spf=fail smtp.mailfrom=ceo@lab.test; dmarc=fail header.from=lab.test\r\n\
+         Return-Path: <ceo@lab.test>\r\n\
+         From: CEO <ceo@lab.test>\r\nTo: someone@receiver.example\r\nSubject: invoice\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let foreign_s = foreign.to_str().unwrap();
+    let args = [
+        "investigate",
+        "--json",
+        "--sender",
+        "ceo@lab.test",
+        "--since",
+        "3d",
+        "--our-host",
+        "mail.lab.test",
+        "--resolver",
+        &resolver,
+        "--eml",
+        foreign_s,
+        &log,
+    ];
+    let v = mailwarden(d, &args).json();
+    assert_eq!(verdict_of(&v), "spoofed-externally", "{v:#}");
+    assert_eq!(
+        v["confidence"], "medium",
+        "logs are missing for part of the window: {v:#}"
+    );
+    let reasons = v["reasons"].to_string();
+    assert!(
+        reasons.contains("never passes our servers; it came from 198.51.100.23"),
+        "{v:#}"
+    );
+    assert!(reasons.contains("said dmarc=fail"), "{v:#}");
+    let rv = &v["samples"][0]["reverified"];
+    assert_eq!(rv["ip"], "198.51.100.23", "{v:#}");
+    assert_eq!(rv["spf"], "fail", "{v:#}");
+    assert_eq!(rv["dmarc"], "fail", "{v:#}");
+    assert_eq!(rv["dmarc_policy"], "none", "{v:#}");
+    assert!(v["recommendations"].to_string().contains("p=none"), "{v:#}");
 
     // The same answers from the store, and a Markdown incident note.
     let data = d.join("data");
