@@ -20,6 +20,9 @@ use crate::time::{Timestamp, civil_from_days};
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// The advice when our domain is being spoofed.
+const STRICT_DMARC: &str = "Publish a strict DMARC policy (p=reject) with SPF -all and DKIM for the domain so receivers reject the spoofs.";
+
 /// Delivery agents that put mail into a local mailbox.
 const LOCAL_AGENTS: &[&str] = &["lmtp", "virtual", "local", "pipe"];
 
@@ -85,6 +88,15 @@ impl Coverage {
 
 fn day_of(ts: Timestamp) -> i64 {
     ts.unix_micros.div_euclid(MICROS_PER_DAY)
+}
+
+/// A gap as text: `2026-12-01`, or `2026-12-01 .. 2026-12-03`.
+pub fn gap_text(first: &str, last: &str) -> String {
+    if first == last {
+        first.to_owned()
+    } else {
+        format!("{first} .. {last}")
+    }
 }
 
 /// `YYYY-MM-DD` of a UTC day number.
@@ -236,6 +248,19 @@ pub enum MessageClass {
     Inbound,
     /// Bounces, forwards, partial records.
     Other,
+}
+
+impl MessageClass {
+    /// The snake_case name (as in JSON and in `counts`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageClass::Authenticated => "authenticated",
+            MessageClass::LocalSubmission => "local_submission",
+            MessageClass::UnauthenticatedRelay => "unauthenticated_relay",
+            MessageClass::Inbound => "inbound",
+            MessageClass::Other => "other",
+        }
+    }
 }
 
 /// One message in the evidence.
@@ -430,11 +455,7 @@ pub fn investigate(mut input: Input) -> Investigation {
         .map(|d| d.may_send_as.iter().map(|a| a.to_ascii_lowercase()).collect());
     for (rec, source) in &input.messages {
         let class = classify(rec, &ours);
-        let key = serde_json::to_value(class)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        *counts.entry(key).or_default() += 1;
+        *counts.entry(class.as_str().to_owned()).or_default() += 1;
         let client = rec.client.as_ref().map(|c| format!("{}[{}]", c.name, c.ip));
         match class {
             MessageClass::Authenticated | MessageClass::LocalSubmission => {
@@ -785,16 +806,10 @@ pub fn investigate(mut input: Input) -> Investigation {
         );
         if !covered {
             for (a, b) in &gaps {
-                missing.push(if a == b {
-                    format!("logs for {a}")
-                } else {
-                    format!("logs for {a} .. {b}")
-                });
+                missing.push(format!("logs for {}", gap_text(a, b)));
             }
         }
-        recommendations.push(
-            "Publish a strict DMARC policy (p=reject) with SPF -all and DKIM for the domain so receivers reject the spoofs.".to_owned(),
-        );
+        recommendations.push(STRICT_DMARC.to_owned());
     } else {
         let window_known = input.since.is_some() && input.until.is_some();
         let no_lines = input.coverage.lines_per_day.is_empty();
@@ -810,11 +825,7 @@ pub fn investigate(mut input: Input) -> Investigation {
                 );
             }
             for (a, b) in &gaps {
-                missing.push(if a == b {
-                    format!("logs for {a}")
-                } else {
-                    format!("logs for {a} .. {b}")
-                });
+                missing.push(format!("logs for {}", gap_text(a, b)));
             }
             recommendations.push(
                 "Recover the missing logs (rotated files, Docker data root: mailwarden ingest --docker-data-root) and run again; keep them from now on with mailwarden serve.".to_owned(),
@@ -846,9 +857,7 @@ pub fn investigate(mut input: Input) -> Investigation {
                         .to_owned(),
                 );
             }
-            recommendations.push(
-                "Publish a strict DMARC policy (p=reject) with SPF -all and DKIM for the domain so receivers reject the spoofs.".to_owned(),
-            );
+            recommendations.push(STRICT_DMARC.to_owned());
         }
     }
     Investigation {

@@ -46,6 +46,7 @@ mod dovecot;
 mod error;
 mod lab;
 mod postfix;
+mod redis;
 mod rsyslog;
 mod scenario;
 mod swaks;
@@ -54,6 +55,7 @@ mod sys;
 pub use dns::{DnsServer, DnsZone};
 pub use error::LabError;
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};
+pub use redis::RedisServer;
 pub use rsyslog::{Rsyslog, rsyslogd_path};
 pub use scenario::{
     CLIENT_ATTACKER, CLIENT_EXTERNAL_MX, CLIENT_PARTNER, CLIENT_RELAY_PROBE, CLIENT_SHOP, CLIENT_SPOOFER,

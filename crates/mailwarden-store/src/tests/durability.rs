@@ -282,16 +282,22 @@ fn data_dir_is_private_and_unwritable_dirs_are_explained() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700);
+    // A path that cannot be created, whatever the privileges (root ignores
+    // permission bits): its parent is a regular file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").unwrap();
+    let err = Store::open(StoreConfig::new(file.join("data"))).unwrap_err();
+    assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
+    assert!(err.to_string().contains("--data-dir"), "{err}");
+    // A read-only parent; only meaningful without privileges that ignore it.
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
     std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
-    if std::fs::write(ro.join("probe"), b"").is_ok() {
-        eprintln!("skipped: running with privileges that ignore permissions");
-        return;
+    if std::fs::write(ro.join("probe"), b"").is_err() {
+        let err = Store::open(StoreConfig::new(ro.join("data"))).unwrap_err();
+        assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
+        assert!(err.to_string().contains("--data-dir"), "{err}");
     }
-    let err = Store::open(StoreConfig::new(ro.join("data"))).unwrap_err();
-    assert!(matches!(err, StoreError::NotWritable { .. }), "{err}");
-    assert!(err.to_string().contains("--data-dir"), "{err}");
 }
 
 fn set_version(path: &std::path::Path, v: i64) {

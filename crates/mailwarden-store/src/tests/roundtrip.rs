@@ -280,18 +280,20 @@ fn message_records_round_trip() {
     assert!(lines.iter().all(|l| r.all_queue_ids().any(|q| l.raw.contains(q))));
 }
 
-/// The whole production log, when the benchmark data is present
-/// (`bench/logs.sh` prepares it): every line round-trips, and searches over
+/// The whole production log from the benchmark data (`bench/logs.sh`
+/// prepares it; opt-in with --ignored): every line round-trips, and searches over
 /// real values equal filtering in memory. Slow in debug builds: run with
 /// `cargo test --release -p mailwarden-store -- --ignored`.
 #[test]
 #[ignore]
 fn production_log_round_trip() {
     let path = workspace().join("bench/data/mail.1x.log");
-    let Ok(bytes) = std::fs::read(&path) else {
-        eprintln!("skipped: {} is missing", path.display());
-        return;
-    };
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; prepare it with bench/logs.sh (or bench/store.sh) first",
+            path.display()
+        )
+    });
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let (_d, mut store) = temp_store();

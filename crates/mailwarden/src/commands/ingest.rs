@@ -13,10 +13,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use mailwarden_core::framing::Format;
-use mailwarden_io::collect::{Checkpoint, SourceRecord, docker, fnv1a};
+use mailwarden_io::collect::{Checkpoint, SourceRecord, docker, fnv1a, redis};
 use mailwarden_io::input::{InputSource, LineReader, open_input};
+use mailwarden_io::mailcow::{MailcowConf, find_install};
 use mailwarden_io::pipeline::{now, timestamp_of};
 use mailwarden_store::{Store, StoreConfig};
+use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -95,9 +98,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if args.mailcow_redis {
-            match crate::commands::serve::ingest_redis_once(args.mailcow_dir.as_deref(), &resume, &tx, &token)
-                .await
-            {
+            match ingest_redis_once(args.mailcow_dir.as_deref(), &resume, &tx, &token).await {
                 Ok(n) => eprintln!("mailwarden: Redis lists: {n} new entries"),
                 Err(e) => {
                     eprintln!("mailwarden: {e:#}");
@@ -204,8 +205,8 @@ async fn ingest_docker_root(
     let project = match project {
         Some(p) if p == "*" => None,
         Some(p) => Some(p),
-        None => mailwarden_io::mailcow::find_install(mailcow_dir.as_deref())
-            .and_then(|d| mailwarden_io::mailcow::MailcowConf::load(&d).ok())
+        None => find_install(mailcow_dir.as_deref())
+            .and_then(|d| MailcowConf::load(&d).ok())
             .map(|c| c.compose_project()),
     };
     let resume: std::collections::BTreeMap<String, Checkpoint> = resume.into_iter().collect();
@@ -239,4 +240,39 @@ async fn ingest_docker_root(
         Ok(summary.lines)
     })
     .await?
+}
+
+/// Reads Mailcow's Redis lists once (for `ingest --mailcow-redis`): runs the
+/// collector until it has polled every list once, then stops it.
+async fn ingest_redis_once(
+    mailcow_dir: Option<&Path>,
+    resume: &std::collections::HashMap<String, Checkpoint>,
+    tx: &mpsc::Sender<SourceRecord>,
+    _token: &CancellationToken,
+) -> anyhow::Result<u64> {
+    let dir = find_install(mailcow_dir).ok_or_else(|| {
+        anyhow::anyhow!("no Mailcow installation found (mailcow.conf); pass --mailcow-dir DIR")
+    })?;
+    let conf = MailcowConf::load(&dir)?;
+    let cfg = redis::RedisConfig::from_mailcow(&conf)?;
+    let stats = Arc::new(redis::RedisStats::default());
+    let token = CancellationToken::new();
+    let resume: BTreeMap<String, Checkpoint> = resume.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let task = tokio::spawn(redis::run(cfg, resume, tx.clone(), stats.clone(), token.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let s = stats.snapshot();
+        // Two completed polls: the second starts after the first has read
+        // everything, so all that was in the lists at the start is read.
+        if s.polls >= 2 || task.is_finished() || tokio::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    token.cancel();
+    match task.await {
+        Ok(Ok(())) => Ok(stats.snapshot().entries),
+        Ok(Err(e)) => Err(anyhow::anyhow!("Redis: {e}")),
+        Err(e) => Err(anyhow::anyhow!("Redis task: {e}")),
+    }
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::investigate::{
-    Coverage, DirectoryFacts, Input, Investigation, Reverification, SampleEvidence, account_event,
+    Coverage, DirectoryFacts, Input, Investigation, Reverification, SampleEvidence, account_event, gap_text,
     investigate as decide,
 };
 use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
@@ -434,11 +434,7 @@ fn coverage_line(inv: &Investigation) -> String {
     if inv.coverage_gaps.is_empty() {
         s.push_str("; no gap inside the window");
     } else {
-        let g: Vec<String> = inv
-            .coverage_gaps
-            .iter()
-            .map(|(a, b)| if a == b { a.clone() } else { format!("{a} .. {b}") })
-            .collect();
+        let g: Vec<String> = inv.coverage_gaps.iter().map(|(a, b)| gap_text(a, b)).collect();
         let _ = write!(s, "; NOT covered inside the window: {}", g.join(", "));
     }
     s
@@ -512,7 +508,7 @@ fn render_text(inv: &Investigation) -> String {
             "  {} {:<14} {:<22} {} -> {} rcpt ({}) {}  [{}]",
             when(m.ts),
             e(&m.queue_id),
-            format!("{:?}", m.class).to_ascii_lowercase(),
+            m.class.as_str(),
             e(&who),
             m.recipients,
             e(&m.recipient_domains.join(",")),

@@ -495,38 +495,3 @@ fn status_of<T: serde::Serialize>(kind: &str, snap: &T) -> CollectorStatus {
     }
     st
 }
-
-/// Reads Mailcow's Redis lists once (for `ingest --mailcow-redis`): runs the
-/// collector until it has polled every list once, then stops it.
-pub async fn ingest_redis_once(
-    mailcow_dir: Option<&Path>,
-    resume: &std::collections::HashMap<String, Checkpoint>,
-    tx: &mpsc::Sender<SourceRecord>,
-    _token: &CancellationToken,
-) -> anyhow::Result<u64> {
-    let dir = find_install(mailcow_dir).ok_or_else(|| {
-        anyhow::anyhow!("no Mailcow installation found (mailcow.conf); pass --mailcow-dir DIR")
-    })?;
-    let conf = MailcowConf::load(&dir)?;
-    let cfg = redis::RedisConfig::from_mailcow(&conf)?;
-    let stats = Arc::new(redis::RedisStats::default());
-    let token = CancellationToken::new();
-    let resume: BTreeMap<String, Checkpoint> = resume.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let task = tokio::spawn(redis::run(cfg, resume, tx.clone(), stats.clone(), token.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let s = stats.snapshot();
-        // Two completed polls: the second starts after the first has read
-        // everything, so all that was in the lists at the start is read.
-        if s.polls >= 2 || task.is_finished() || tokio::time::Instant::now() > deadline {
-            break;
-        }
-    }
-    token.cancel();
-    match task.await {
-        Ok(Ok(())) => Ok(stats.snapshot().entries),
-        Ok(Err(e)) => Err(anyhow::anyhow!("Redis: {e}")),
-        Err(e) => Err(anyhow::anyhow!("Redis task: {e}")),
-    }
-}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailwarden_testlab::{LabOptions, MailLab, Rsyslog, Service};
+use mailwarden_testlab::{LabOptions, MailLab, RedisServer, Rsyslog, Service};
 
 use crate::support::{Run, mailwarden};
 
@@ -749,56 +749,25 @@ fn serve_stores_what_arrives_on_its_syslog_listener_and_survives_garbage() {
 
 // ---------------------------------------------------------------- Mailcow
 
-/// A private `redis-server` with a password, killed when dropped.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(dir: &Path, password: &str) -> PrivateRedis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--requirepass",
-                password,
-            ])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (Debian package redis-server)");
-        wait_until("redis-server to listen", Duration::from_secs(15), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        PrivateRedis { child, port }
-    }
-
-    fn cli(&self, password: &str, args: &[&str]) {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--no-auth-warning", "-a", password])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        let said = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && !said.contains("ERR") && !said.contains("NOAUTH"),
-            "redis-cli {args:?}: {said} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `redis-cli` against a private Redis, checking the reply.
+fn redis_cli(redis: &RedisServer, args: &[&str]) {
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port().to_string(),
+            "--no-auth-warning",
+            "-a",
+            redis.password(),
+        ])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !said.contains("ERR") && !said.contains("NOAUTH"),
+        "redis-cli {args:?}: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One container of a compose project in a Docker data root, in the on-disk
@@ -839,7 +808,7 @@ fn zero_config_on_a_mailcow_host_keeps_redis_lists_and_container_logs() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let password = "s3cret-redis";
-    let redis = PrivateRedis::start(d, password);
+    let redis = RedisServer::start(password).expect("a private redis-server");
 
     // A Mailcow installation directory: only mailcow.conf matters.
     let mc = d.join("mailcow-dockerized");
@@ -849,7 +818,7 @@ fn zero_config_on_a_mailcow_host_keeps_redis_lists_and_container_logs() {
         format!(
             "MAILCOW_HOSTNAME=mail.example.org\nCOMPOSE_PROJECT_NAME=mctest\nDBNAME=mailcow\nDBUSER=mailcow\n\
              DBPASS=x\nDBROOT=y\nREDIS_PORT=127.0.0.1:{}\nREDISPASS={password}\nLOG_LINES=9999\n",
-            redis.port
+            redis.port()
         ),
     )
     .unwrap();
@@ -865,7 +834,7 @@ fn zero_config_on_a_mailcow_host_keeps_redis_lists_and_container_logs() {
             "program": "postfix/smtpd",
             "message": format!("connect from unknown[203.0.113.{i}]"),
         });
-        redis.cli(password, &["LPUSH", "POSTFIX_MAILLOG", &entry.to_string()]);
+        redis_cli(&redis, &["LPUSH", "POSTFIX_MAILLOG", &entry.to_string()]);
     }
 
     // The containers' json-file logs, read while the engine is "down".

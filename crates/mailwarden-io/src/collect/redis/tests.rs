@@ -2,9 +2,6 @@
 //! own instance): lists filled exactly as Mailcow's syslog-ng, netfilter and
 //! trim job fill them.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-
 use mailwarden_core::framing::{Framer, FramerConfig};
 use mailwarden_core::parse::{Family, parse_framed};
 use mailwarden_core::time::TimeContext;
@@ -20,79 +17,23 @@ const T0: i64 = 1_733_300_000;
 // ---------------------------------------------------------------------------
 // A private redis-server.
 
+/// The testlab's private redis-server, with this module's helpers.
 struct PrivateRedis {
-    child: Option<Child>,
+    server: mailwarden_testlab::RedisServer,
     port: u16,
-    dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
     fn start() -> PrivateRedis {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-            l.local_addr().expect("local addr").port()
-        };
+        let server = mailwarden_testlab::RedisServer::start(PASSWORD).expect("a private redis-server");
+        let port = server.port();
         assert_ne!(port, 6379, "never the machine's own Redis");
-        let mut r = PrivateRedis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("temp dir"),
-        };
-        r.spawn();
-        r
+        PrivateRedis { server, port }
     }
 
-    fn spawn(&mut self) {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        let log = self.dir.path().join("redis.log").to_string_lossy().into_owned();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--requirepass", PASSWORD])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--dir", &dir])
-            .args(["--logfile", &log])
-            .args(["--daemonize", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (Debian package redis-server)");
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let ok = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "private redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Kills and starts it again on the same port: the data is gone
-    /// (`--save ""`), as after a Redis restart without persistence.
+    /// Kills and starts it again on the same port: the data is gone.
     fn restart(&mut self) {
-        self.stop();
-        self.spawn();
+        self.server.restart().expect("redis-server restarts");
     }
 
     fn url(&self) -> String {
@@ -124,12 +65,6 @@ impl PrivateRedis {
             .get_multiplexed_async_connection()
             .await
             .expect("test connection")
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
