@@ -206,6 +206,9 @@ pub struct Reverification {
     pub dmarc: Option<String>,
     /// The DMARC policy the domain publishes (`none`, `quarantine`, `reject`).
     pub dmarc_policy: Option<String>,
+    /// ARC chain result with its sets (`pass (i=1 d=relay.example s=arc cv=none)`);
+    /// `None` when not checked.
+    pub arc: Option<String>,
     /// DNS or parse problems.
     pub errors: Vec<String>,
 }
@@ -661,7 +664,7 @@ pub fn investigate(mut input: Input) -> Investigation {
                 rv.dkim.join(", ")
             };
             reasons.push(format!(
-                "sample {}: checked again against DNS for {}: spf={}, dkim={dkim}, dmarc={}{}",
+                "sample {}: checked again against DNS for {}: spf={}, dkim={dkim}, dmarc={}{}, arc={}",
                 smp.name,
                 rv.ip,
                 rv.spf.as_deref().unwrap_or("not checked"),
@@ -669,7 +672,8 @@ pub fn investigate(mut input: Input) -> Investigation {
                 rv.dmarc_policy
                     .as_deref()
                     .map(|p| format!(" (policy p={p})"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                rv.arc.as_deref().unwrap_or("not checked")
             ));
             for e in &rv.errors {
                 missing.push(format!("sample {}: {e}", smp.name));

@@ -12,6 +12,7 @@ pub mod event;
 pub mod framing;
 pub mod investigate;
 pub mod parse;
+pub mod posture;
 pub mod sample;
 pub mod search;
 pub mod stitch;

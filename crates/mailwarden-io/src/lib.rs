@@ -5,6 +5,7 @@
 
 pub mod collect;
 pub mod directory;
+pub mod dns;
 pub mod forward;
 pub mod input;
 pub mod mailcow;

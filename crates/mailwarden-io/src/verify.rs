@@ -102,6 +102,19 @@ pub struct DmarcCheck {
     pub result: String,
 }
 
+/// Result of the ARC chain check (RFC 8617).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArcCheck {
+    /// `pass` (every seal and the newest message signature verify),
+    /// `fail`, `neutral` (a malformed chain), `temperror`, `permerror`, or
+    /// `none` (no ARC headers).
+    pub result: String,
+    /// The sets in the chain, oldest first: `i=1 d=example.net s=arc cv=none`.
+    pub sets: Vec<String>,
+    /// Why the result is not `pass`/`none` (empty otherwise).
+    pub reason: String,
+}
+
 /// Everything [`verify_message`] found out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -112,6 +125,9 @@ pub struct VerifyReport {
     /// The DMARC evaluation (`None` if it could not be run, e.g. the message
     /// did not parse or has no usable `From:` domain).
     pub dmarc: Option<DmarcCheck>,
+    /// The ARC chain (`None` if the message did not parse or the check
+    /// timed out).
+    pub arc: Option<ArcCheck>,
     /// Problems met on the way: refused input, resolver setup, DNS failures
     /// and timeouts.
     pub errors: Vec<String>,
@@ -166,7 +182,7 @@ pub async fn verify_message(
 }
 
 /// Builds the resolver: system configuration, or exactly one name server.
-fn build_authenticator(cfg: &VerifyConfig) -> Result<MessageAuthenticator, String> {
+pub(crate) fn build_authenticator(cfg: &VerifyConfig) -> Result<MessageAuthenticator, String> {
     let timeout = if cfg.timeout.is_zero() {
         Duration::from_millis(1)
     } else {
@@ -231,7 +247,26 @@ async fn run_checks(
         }
     };
     let spf_fut = tokio::time::timeout_at(deadline, authenticator.verify_spf(spf_params));
-    let (dkim_out, spf_out) = tokio::join!(dkim_fut, spf_fut);
+    let arc_fut = async {
+        match &message {
+            Some(m) => Some(tokio::time::timeout_at(deadline, authenticator.verify_arc(m)).await),
+            None => None,
+        }
+    };
+    let (dkim_out, spf_out, arc_out) = tokio::join!(dkim_fut, spf_fut, arc_fut);
+
+    // ARC.
+    match arc_out {
+        Some(Ok(out)) => {
+            let check = arc_check(&out);
+            if check.result == "temperror" {
+                report.errors.push(format!("arc: {}", check.reason));
+            }
+            report.arc = Some(check);
+        }
+        Some(Err(_)) => report.errors.push("arc: timed out waiting for DNS".to_owned()),
+        None => {}
+    }
 
     // DKIM.
     let dkim_outputs: Vec<DkimOutput<'_>> = match (dkim_out, &message) {
@@ -367,6 +402,35 @@ fn dkim_check(out: &DkimOutput<'_>) -> DkimCheck {
         domain,
         selector,
         result: result.to_owned(),
+        reason,
+    }
+}
+
+fn arc_check(out: &mail_auth::ArcOutput<'_>) -> ArcCheck {
+    let (result, reason) = match out.result() {
+        DkimResult::Pass => ("pass", String::new()),
+        DkimResult::Neutral(e) => ("neutral", e.to_string()),
+        DkimResult::Fail(e) => ("fail", e.to_string()),
+        DkimResult::PermError(e) => ("permerror", e.to_string()),
+        DkimResult::TempError(e) => ("temperror", e.to_string()),
+        DkimResult::None => ("none", String::new()),
+    };
+    let sets = out
+        .sets()
+        .iter()
+        .map(|set| {
+            let seal = set.seal.header;
+            let cv = match seal.cv {
+                mail_auth::arc::ChainValidation::None => "none",
+                mail_auth::arc::ChainValidation::Fail => "fail",
+                mail_auth::arc::ChainValidation::Pass => "pass",
+            };
+            format!("i={} d={} s={} cv={cv}", seal.i, seal.d, seal.s)
+        })
+        .collect();
+    ArcCheck {
+        result: result.to_owned(),
+        sets,
         reason,
     }
 }

@@ -273,3 +273,64 @@ async fn garbage_input_does_not_panic() {
         assert!(report.spf.is_some());
     }
 }
+
+/// The forwarder `relay.test` seals the signed message with ARC (RFC 8617),
+/// using the same Ed25519 key under its own domain.
+fn arc_sealed(message: &str) -> String {
+    use mail_auth::arc::ArcSealer;
+    use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+    let key =
+        Ed25519Key::from_seed_and_public_key(&ED25519_SEED, &ED25519_PUBLIC).expect("RFC 8463 key pair");
+    let parsed = AuthenticatedMessage::parse(message.as_bytes()).expect("parse");
+    let results = AuthenticationResults::new("relay.test");
+    let set = ArcSealer::from_key(key)
+        .domain("relay.test")
+        .selector("arc")
+        .headers(["From", "To", "Subject", "DKIM-Signature"])
+        .seal(&parsed, &results, &ArcOutput::default())
+        .expect("ARC sealing");
+    format!("{}{message}", set.to_header())
+}
+
+fn relay_zone() -> DnsZone {
+    DnsZone::new("relay.test").txt(
+        "arc._domainkey",
+        &format!("v=DKIM1; k=ed25519; p={ED25519_PUBLIC_B64}"),
+    )
+}
+
+#[tokio::test]
+async fn arc_chain_is_verified() {
+    let server = DnsServer::start(vec![lab_zone(), relay_zone(), DnsZone::new("test")]).expect("knotd");
+    let sealed = arc_sealed(&signed_message());
+    let report = verify_message(
+        sealed.as_bytes(),
+        GOOD_IP,
+        "mail.lab.test",
+        "ceo@lab.test",
+        &cfg(&server),
+    )
+    .await;
+    let arc = report.arc.as_ref().expect("arc checked");
+    assert_eq!(arc.result, "pass", "{report:#?}");
+    assert_eq!(arc.sets, ["i=1 d=relay.test s=arc cv=none"], "{report:#?}");
+
+    // A header covered by the seal changed after sealing: the chain fails.
+    let tampered = sealed.replace("Subject: Urgent wire transfer", "Subject: Urgent wire transfer!!");
+    let report = verify_message(
+        tampered.as_bytes(),
+        GOOD_IP,
+        "mail.lab.test",
+        "ceo@lab.test",
+        &cfg(&server),
+    )
+    .await;
+    let arc = report.arc.as_ref().expect("arc checked");
+    assert_eq!(arc.result, "fail", "{report:#?}");
+    assert!(!arc.reason.is_empty());
+
+    // No ARC headers at all: none.
+    let plain = signed_message();
+    let report = verify_message(plain.as_bytes(), GOOD_IP, "mail.lab.test", "ceo@lab.test", &cfg(&server)).await;
+    assert_eq!(report.arc.as_ref().expect("arc checked").result, "none");
+}

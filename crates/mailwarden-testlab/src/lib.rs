@@ -41,6 +41,7 @@
 //! # Ok::<(), mailwarden_testlab::LabError>(())
 //! ```
 
+mod dkim;
 mod dns;
 mod dovecot;
 mod error;
@@ -52,6 +53,7 @@ mod scenario;
 mod swaks;
 mod sys;
 
+pub use dkim::LabSigner;
 pub use dns::{DnsServer, DnsZone};
 pub use error::LabError;
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};

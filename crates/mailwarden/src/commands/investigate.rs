@@ -160,6 +160,13 @@ fn reverify(
             .collect(),
         dmarc: r.dmarc.as_ref().map(|d| d.result.clone()),
         dmarc_policy: r.dmarc.as_ref().map(|d| d.policy.clone()),
+        arc: r.arc.as_ref().map(|a| {
+            if a.sets.is_empty() {
+                a.result.clone()
+            } else {
+                format!("{} ({})", a.result, a.sets.join("; "))
+            }
+        }),
         errors: r.errors,
     })
 }

@@ -5,7 +5,7 @@
 //! the log files and from the store, and a window the logs do not cover is
 //! inconclusive with the gap named.
 
-use mailwarden_testlab::{DnsServer, DnsZone, LabOptions, MailLab, Service, USERS};
+use mailwarden_testlab::{DnsServer, DnsZone, LabOptions, LabSigner, MailLab, Service, USERS};
 
 use crate::support::mailwarden;
 
@@ -20,21 +20,38 @@ fn four_verdicts_from_real_traffic() {
     let started = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
     let lab = MailLab::start(LabOptions::default()).expect("start the mail lab");
     // The samples are checked again against DNS: a private Knot serves
-    // lab.test (SPF for the lab's own address only, DMARC p=none) and an empty
-    // `test` zone (so the DMARC tree walk gets NXDOMAIN, as on the internet).
+    // lab.test (SPF for the lab's own address only, DMARC p=none, the DKIM
+    // key the lab signs its outgoing mail with) and an empty `test` zone (so
+    // the DMARC tree walk gets NXDOMAIN, as on the internet).
+    let signer = LabSigner::generate("lab.test", "dkim").expect("DKIM key");
     let dns = DnsServer::start(vec![
         DnsZone::new("lab.test")
             .txt("@", "v=spf1 ip4:127.0.0.1 -all")
-            .txt("_dmarc", "v=DMARC1; p=none"),
+            .txt("_dmarc", "v=DMARC1; p=none")
+            .txt(&signer.record_name(), &signer.record_text()),
         DnsZone::new("test"),
     ])
     .expect("start the DNS server");
     let resolver = dns.addr().to_string();
     let carol = USERS.iter().find(|u| u.address == "carol@lab.test").unwrap();
 
-    // 1. A compromised account: a burst sent as an address that is no mailbox.
+    // 1. A compromised account: a burst sent as an address that is no mailbox,
+    // DKIM-signed for lab.test (as Mailcow signs outgoing mail). The first
+    // message also goes to alice, whose copy becomes the "spam sample".
+    let burst_dir = tempfile::tempdir().unwrap();
     for i in 0..5 {
-        let to = format!("target{i}@remote.test");
+        let to = if i == 0 {
+            "target0@remote.test,alice@lab.test".to_owned()
+        } else {
+            format!("target{i}@remote.test")
+        };
+        let raw = format!(
+            "From: Accounts <xyovt@lab.test>\r\nTo: {to}\r\nSubject: Invoice {i}\r\n\
+             Date: Fri, 04 Dec 2026 10:00:0{i} +0000\r\nMessage-ID: <burst-{i}@lab.test>\r\n\r\n\
+             Please pay the attached invoice.\r\n"
+        );
+        let data = burst_dir.path().join(format!("burst{i}.eml"));
+        std::fs::write(&data, signer.sign(&raw).expect("DKIM signing")).unwrap();
         lab.swaks(
             Service::Submission,
             &[
@@ -44,6 +61,8 @@ fn four_verdicts_from_real_traffic() {
                 "xyovt@lab.test",
                 "--to",
                 &to,
+                "--data",
+                data.to_str().unwrap(),
                 "--auth",
                 "PLAIN",
                 "--auth-user",
@@ -96,6 +115,11 @@ fn four_verdicts_from_real_traffic() {
         r.json()
     };
 
+    // Dovecot's LMTP writes the machine's host name in its Received line.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned();
     let v = run("xyovt@lab.test", &[&log, &dovecot]);
     assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
     assert_eq!(v["accounts"]["carol@lab.test"]["messages"], 5, "{v:#}");
@@ -120,6 +144,39 @@ fn four_verdicts_from_real_traffic() {
     assert!(reasons.contains("no mailbox or alias"), "{v:#}");
     assert!(reasons.contains("not allowed to send as xyovt@lab.test"), "{v:#}");
 
+    // The burst as alice received it is the sample: it entered our server by
+    // authenticated submission, its queue id joins it to the logs, and its
+    // DKIM signature verifies against DNS.
+    let burst_sample = find_file(lab.dir(), &|p, text| {
+        p.to_string_lossy().contains("Maildir") && text.contains("burst-0@lab.test")
+    })
+    .expect("the burst copy in alice's Maildir");
+    let v = run(
+        "xyovt@lab.test",
+        &[
+            "--eml",
+            burst_sample.to_str().unwrap(),
+            "--our-host",
+            "mail.lab.test",
+            "--our-host",
+            &host,
+            "--resolver",
+            &resolver,
+            &log,
+            &dovecot,
+        ],
+    );
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    let smp = &v["samples"][0];
+    assert_eq!(smp["analysis"]["entry"]["kind"], "ours", "{v:#}");
+    assert!(!smp["analysis"]["entry"]["authenticated"].is_null(), "{v:#}");
+    assert_eq!(smp["matched_queue_ids"].as_array().unwrap().len(), 1, "{v:#}");
+    let dkim = smp["reverified"]["dkim"].to_string();
+    assert!(dkim.contains("pass d=lab.test s=dkim"), "{v:#}");
+    assert_eq!(smp["reverified"]["dmarc"], "pass", "{v:#}");
+    assert_eq!(smp["reverified"]["spf"], "pass", "{v:#}");
+    assert_eq!(smp["reverified"]["arc"], "none", "{v:#}");
+
     let v = run("relay-me@lab.test", &[&log, &dovecot]);
     assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
     assert!(v["summary"].as_str().unwrap().contains("127.0.0.1"), "{v:#}");
@@ -135,11 +192,6 @@ fn four_verdicts_from_real_traffic() {
         p.to_string_lossy().contains("Maildir") && text.contains("ceo@lab.test")
     })
     .expect("the spoof in a Maildir");
-    // Dovecot's LMTP writes the machine's host name in its Received line.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_owned();
     let v = run(
         "ceo@lab.test",
         &[
