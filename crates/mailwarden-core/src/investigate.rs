@@ -291,6 +291,13 @@ pub struct MessageEvidence {
     pub verdicts: Vec<String>,
     /// Message-ID.
     pub message_id: Option<String>,
+    /// Why the message is in the evidence: `envelope-sender`,
+    /// `header-from` (the logged `From:` header names the address, the
+    /// envelope sender differs), or `sample` (a sample's queue id).
+    pub matched_by: &'static str,
+    /// The envelope sender, when the match was not by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub envelope_sender: Option<String>,
     /// Where the record is (`file:line`, or the store).
     pub source: String,
 }
@@ -492,7 +499,22 @@ pub fn investigate(mut input: Input) -> Investigation {
             *outcomes.entry(status_name(d.status)).or_default() += 1;
             domains.insert(domain_of(&d.to).to_ascii_lowercase());
         }
+        let matched_by = if rec.from.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(&address)) {
+            "envelope-sender"
+        } else if rec
+            .header_from
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case(&address))
+        {
+            "header-from"
+        } else {
+            "sample"
+        };
         messages.push(MessageEvidence {
+            matched_by,
+            envelope_sender: (matched_by != "envelope-sender")
+                .then(|| rec.from.clone())
+                .flatten(),
             class,
             queue_id: rec.queue_id.clone(),
             ts: rec.first_seen,
@@ -693,6 +715,17 @@ pub fn investigate(mut input: Input) -> Investigation {
                 }
             }
         }
+    }
+
+    let header_only: Vec<&MessageEvidence> = messages.iter().filter(|m| m.matched_by == "header-from").collect();
+    if let Some(first) = header_only.first() {
+        reasons.push(format!(
+            "{} message(s) carry {address} only in their From: header (logged by a Postfix header check), with another envelope sender, e.g. queue id {} from <{}> ({})",
+            header_only.len(),
+            first.queue_id,
+            first.envelope_sender.as_deref().unwrap_or(""),
+            first.source
+        ));
     }
 
     let (verdict, confidence, summary);

@@ -131,8 +131,13 @@ impl SearchQuery {
 
     /// Whether a stitched message matches.
     pub fn matches_record(&self, r: &MessageRecord) -> bool {
+        // The logged `From:` header (Postfix header_checks INFO) counts as a
+        // sender too: the store indexes it under the same key.
         if let Some(s) = &self.sender
-            && !r.from.as_deref().is_some_and(|f| address_matches(s, f))
+            && ![r.from.as_deref(), r.header_from.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|f| address_matches(s, f))
         {
             return false;
         }

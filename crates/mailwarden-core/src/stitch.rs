@@ -256,6 +256,11 @@ pub struct MessageRecord {
     /// Message-ID header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The address in the `From:` header, when a Postfix header check logged
+    /// it (`header_checks` with `/^From:/ INFO`; see the README). Postfix
+    /// does not log the header sender otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_from: Option<String>,
     /// Envelope sender (empty string for the null sender `<>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
@@ -305,6 +310,22 @@ pub struct RecipientOutcome<'r> {
     pub attempts: u32,
 }
 
+/// The address of a logged `From:` header line (`From: Name <a@b>`,
+/// `From: a@b`), lowercased; `None` for other headers or no address.
+pub fn header_from_address(line: &str) -> Option<String> {
+    let (name, value) = line.split_once(':')?;
+    if !name.trim().eq_ignore_ascii_case("from") {
+        return None;
+    }
+    let value = value.trim();
+    let addr = match (value.rfind('<'), value.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &value[open + 1..close],
+        _ => value.split_whitespace().find(|w| w.contains('@'))?,
+    };
+    let addr = addr.trim().trim_matches(|c| c == '"' || c == ',');
+    (addr.contains('@') && !addr.contains(char::is_whitespace)).then(|| addr.to_ascii_lowercase())
+}
+
 impl MessageRecord {
     fn new(queue_id: &str, host: Option<&str>, ts: Option<Timestamp>, pos: Position) -> MessageRecord {
         MessageRecord {
@@ -321,6 +342,7 @@ impl MessageRecord {
             sasl_username: None,
             uid: None,
             message_id: None,
+            header_from: None,
             from: None,
             size: None,
             nrcpt: None,
@@ -708,8 +730,15 @@ impl Stitcher {
                     milter,
                     stage,
                     text,
+                    matched,
                     ..
                 } => {
+                    if *stage == "header"
+                        && rec.header_from.is_none()
+                        && let Some(addr) = matched.and_then(header_from_address)
+                    {
+                        rec.header_from = Some(addr);
+                    }
                     rec.actions.push(ActionRecord {
                         action: *action,
                         milter: *milter,

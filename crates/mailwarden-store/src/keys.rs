@@ -89,6 +89,11 @@ pub(crate) fn message_keys(r: &MessageRecord, mut emit: impl FnMut(u8, &str)) {
     if let Some(f) = &r.from {
         emit(TAG_SENDER, f);
     }
+    if let Some(h) = &r.header_from
+        && r.from.as_deref().is_none_or(|f| !f.eq_ignore_ascii_case(h))
+    {
+        emit(TAG_SENDER, h);
+    }
     for d in &r.deliveries {
         emit(TAG_RECIPIENT, &d.to);
         if let Some(o) = &d.orig_to {

@@ -38,6 +38,10 @@ pub struct LabOptions {
     pub startup_timeout: Duration,
     /// Default timeout of [`MailLab::wait_idle`]. Default: 30 s.
     pub idle_timeout: Duration,
+    /// Log every message's `From:` header on the mail server
+    /// (`header_checks` with `/^From:/ INFO`, as the README recommends for
+    /// investigations). Default: false.
+    pub log_header_from: bool,
 }
 
 impl Default for LabOptions {
@@ -48,6 +52,7 @@ impl Default for LabOptions {
             keep_dir: keep,
             startup_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
+            log_header_from: false,
         }
     }
 }
@@ -309,7 +314,7 @@ impl MailLab {
             self.ports.sink, self.ports.closed
         );
         let etc = &self.mta.config_dir;
-        let mta_params: Vec<(&str, String)> = vec![
+        let mut mta_params: Vec<(&str, String)> = vec![
             ("myhostname", MAIL_HOSTNAME.into()),
             ("mydomain", LOCAL_DOMAIN.into()),
             ("myorigin", "$mydomain".into()),
@@ -335,6 +340,14 @@ impl MailLab {
             ("smtpd_sasl_auth_enable", "no".into()),
             ("smtpd_sasl_authenticated_header", "no".into()),
         ];
+        let mut tables = vec![("vmailbox", vmailbox), ("transport", transport)];
+        if self.opts.log_header_from {
+            mta_params.push((
+                "header_checks",
+                format!("regexp:{}", etc.join("header_checks").display()),
+            ));
+            tables.push(("header_checks", "/^From:/ INFO\n".to_owned()));
+        }
         let submission_overrides: Vec<(String, String)> = [
             ("syslog_name", "postfix/submission"),
             ("smtpd_sasl_auth_enable", "yes"),
@@ -357,7 +370,7 @@ impl MailLab {
                     overrides: submission_overrides,
                 },
             ],
-            &[("vmailbox", vmailbox), ("transport", transport)],
+            &tables,
         )?;
 
         let sink_etc = &self.sink.config_dir;

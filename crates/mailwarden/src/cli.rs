@@ -78,7 +78,10 @@ pub struct StoreArgs {
 /// `investigate` options.
 #[derive(Debug, Args)]
 pub struct InvestigateArgs {
-    /// The sender address to investigate (envelope sender, as in MAIL FROM).
+    /// The sender address to investigate: messages with it as envelope
+    /// sender (MAIL FROM), or as `From:` header where Postfix logs that
+    /// header (`header_checks = regexp:/etc/postfix/header_checks` holding
+    /// `/^From:/ INFO`), or joined by a sample's queue id.
     #[arg(long, value_name = "ADDR")]
     pub sender: String,
     /// Our mail domains (repeatable); mail to them is inbound, not relayed.
@@ -320,7 +323,9 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Envelope sender; `@domain` matches a whole domain, `<>` the null sender.
+    /// Sender: the envelope sender, or the `From:` header where Postfix logs
+    /// it (header_checks INFO); `@domain` matches a whole domain, `<>` the
+    /// null sender.
     #[arg(long, value_name = "ADDR")]
     pub sender: Option<String>,
     /// Recipient (original or rewritten); `@domain` matches a whole domain.

@@ -210,3 +210,41 @@ fn records_roundtrip_through_json() {
     let back: MessageRecord = serde_json::from_str(&json).unwrap();
     assert_eq!(back, recs[0]);
 }
+
+#[test]
+fn logged_from_header_is_kept_beside_the_envelope_sender() {
+    let (recs, _) = run(
+        StitchConfig::default(),
+        &[
+            "Dec  5 01:06:29 mail postfix/submission/smtpd[5559]: 44A53990451: client=unknown[127.0.0.1], sasl_method=PLAIN, sasl_username=carol@lab.test",
+            "Dec  5 01:06:29 mail postfix/cleanup[5563]: 44A53990451: info: header From: Payroll <Payroll@Lab.test> from unknown[127.0.0.1]; from=<carol@lab.test> to=<staff@remote.test> proto=ESMTP helo=<vm>",
+            "Dec  5 01:06:29 mail postfix/qmgr[5561]: 44A53990451: from=<carol@lab.test>, size=433, nrcpt=1 (queue active)",
+            "Dec  5 01:06:29 mail postfix/qmgr[5561]: 44A53990451: removed",
+        ],
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].from.as_deref(), Some("carol@lab.test"));
+    assert_eq!(recs[0].header_from.as_deref(), Some("payroll@lab.test"));
+}
+
+#[test]
+fn header_from_addresses() {
+    assert_eq!(header_from_address("From: A <a@b.test>").as_deref(), Some("a@b.test"));
+    assert_eq!(header_from_address("from:a@b.test").as_deref(), Some("a@b.test"));
+    assert_eq!(
+        header_from_address("From: \"x, y\" <X@B.test>").as_deref(),
+        Some("x@b.test")
+    );
+    assert_eq!(header_from_address("From: a@b.test (A)").as_deref(), Some("a@b.test"));
+    assert_eq!(header_from_address("Subject: a@b.test"), None);
+    assert_eq!(header_from_address("From: undisclosed"), None);
+    assert_eq!(header_from_address("From: <>"), None);
+}
+
+proptest::proptest! {
+    #[test]
+    fn header_from_never_panics(s in "\\PC{0,80}") {
+        let _ = header_from_address(&s);
+        let _ = header_from_address(&format!("From: {s}"));
+    }
+}

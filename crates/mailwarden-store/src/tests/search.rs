@@ -142,6 +142,7 @@ fn build_record(i: usize, s: &RecordSpec) -> MessageRecord {
         sasl_username: user.map(|k| USERS[k].into()),
         uid: None,
         message_id: msgid.map(|k| MSGIDS[k].into()),
+        header_from: None,
         from: from.map(|k| ADDRS[k].into()),
         size: Some(100),
         nrcpt: Some(deliveries.len() as u32),

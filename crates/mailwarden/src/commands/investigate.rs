@@ -15,7 +15,7 @@ use mailwarden_core::investigate::{
     investigate as decide,
 };
 use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
-use mailwarden_core::search::{SearchQuery, address_matches};
+use mailwarden_core::search::SearchQuery;
 use mailwarden_core::stitch::Stitcher;
 use mailwarden_core::time::{Timestamp, days_from_civil};
 use mailwarden_io::directory::{AddressInfo, AddressKind, DbConfig, DirectorySource};
@@ -171,6 +171,15 @@ fn reverify(
     })
 }
 
+/// Whether `address` is the message's envelope sender or its logged
+/// header `From:` (case-insensitive, exact: a domain never matches).
+fn sender_is(rec: &mailwarden_core::stitch::MessageRecord, address: &str) -> bool {
+    [rec.from.as_deref(), rec.header_from.as_deref()]
+        .into_iter()
+        .flatten()
+        .any(|f| f.eq_ignore_ascii_case(address))
+}
+
 /// Queue ids a sample's Received lines attribute to our servers.
 fn sample_queue_ids(a: &mailwarden_core::sample::SampleAnalysis) -> Vec<String> {
     let mut ids: Vec<String> = a.our_queue_ids.clone();
@@ -277,11 +286,7 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         let source = format!("store {}", dir.display());
         for rec in store.search_messages(&q, LIMIT)? {
             // The index matches a domain too; investigate exact senders only.
-            if rec
-                .from
-                .as_deref()
-                .is_some_and(|f| f.eq_ignore_ascii_case(&address))
-            {
+            if sender_is(&rec, &address) {
                 let s = format!("{source}, queue id {}", rec.queue_id);
                 input.messages.push((rec, s));
             }
@@ -360,12 +365,7 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         for rec in pending {
             let by_sample = wanted_ids.contains(&rec.queue_id)
                 || rec.reinjected_as.iter().any(|q| wanted_ids.contains(q));
-            if by_sample
-                || rec
-                    .from
-                    .as_deref()
-                    .is_some_and(|f| address_matches(&address, f) && f.eq_ignore_ascii_case(&address))
-            {
+            if by_sample || sender_is(&rec, &address) {
                 let name = names
                     .get(rec.first_position.source as usize)
                     .cloned()

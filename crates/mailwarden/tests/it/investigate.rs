@@ -18,7 +18,13 @@ fn four_verdicts_from_real_traffic() {
     // The window starts when the lab does (its start-up is logged at once), so
     // the logs cover all of it whatever the time of day.
     let started = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1)).to_string();
-    let lab = MailLab::start(LabOptions::default()).expect("start the mail lab");
+    // The mail server logs each message's From: header (a one-line
+    // header_checks rule, as the README recommends).
+    let lab = MailLab::start(LabOptions {
+        log_header_from: true,
+        ..LabOptions::default()
+    })
+    .expect("start the mail lab");
     // The samples are checked again against DNS: a private Knot serves
     // lab.test (SPF for the lab's own address only, DMARC p=none, the DKIM
     // key the lab signs its outgoing mail with) and an empty `test` zone (so
@@ -73,6 +79,28 @@ fn four_verdicts_from_real_traffic() {
         )
         .expect("authenticated submission");
     }
+    // 1b. The same account sends with its own envelope sender but a forged
+    // From: header; only the logged header ties the mail to the address.
+    lab.swaks(
+        Service::Submission,
+        &[
+            "--local-interface",
+            "127.0.0.1",
+            "--from",
+            carol.address,
+            "--to",
+            "staff@remote.test",
+            "--header",
+            "From: Payroll <payroll@lab.test>",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            carol.address,
+            "--auth-password",
+            carol.password,
+        ],
+    )
+    .expect("authenticated submission with a forged From:");
     // 2. Unauthenticated relay: a client inside mynetworks, no AUTH, foreign recipient.
     lab.swaks(
         Service::Smtp,
@@ -176,6 +204,12 @@ fn four_verdicts_from_real_traffic() {
     assert_eq!(smp["reverified"]["dmarc"], "pass", "{v:#}");
     assert_eq!(smp["reverified"]["spf"], "pass", "{v:#}");
     assert_eq!(smp["reverified"]["arc"], "none", "{v:#}");
+
+    let v = run("payroll@lab.test", &[&log, &dovecot]);
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    assert_eq!(v["messages"][0]["matched_by"], "header-from", "{v:#}");
+    assert_eq!(v["messages"][0]["envelope_sender"], carol.address, "{v:#}");
+    assert!(v["reasons"].to_string().contains("only in their From: header"), "{v:#}");
 
     let v = run("relay-me@lab.test", &[&log, &dovecot]);
     assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
@@ -305,6 +339,9 @@ fn four_verdicts_from_real_traffic() {
     let v = run("xyovt@lab.test", &["--store", "--data-dir", data_s]);
     assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
     assert_eq!(v["messages"].as_array().unwrap().len(), 5);
+    let v = run("payroll@lab.test", &["--store", "--data-dir", data_s]);
+    assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
+    assert_eq!(v["messages"][0]["matched_by"], "header-from", "{v:#}");
     let v = run("relay-me@lab.test", &["--store", "--data-dir", data_s]);
     assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
     let report = d.join("note.md");
