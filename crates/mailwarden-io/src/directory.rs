@@ -12,7 +12,7 @@
 //! reports both halves: [`AddressInfo::kind`] (where mail *to* the address
 //! goes) and [`AddressInfo::may_send_as`] (who may send *as* it).
 //!
-//! Three sources ([`DirectorySource`]):
+//! Four sources ([`DirectorySource`]):
 //!
 //! - **Mailcow's database** (MariaDB), queried read-only with bound
 //!   parameters. The semantics are those of the Postfix maps Mailcow
@@ -21,6 +21,9 @@
 //!   servers whose directory mailwarden cannot query, or to pin down what the
 //!   directory looked like at the time of an incident.
 //! - **Postfix's own maps**, asked with `postmap -q` (see "Postfix" below).
+//! - **Mailcow's HTTP API** with a read-only key ([`ApiConfig`]): the same
+//!   semantics as the list file, plus inactive entries and `sender_acl`
+//!   where the API returns it; an authentication failure is never retried.
 //!
 //! # Mailcow semantics
 //!
@@ -120,10 +123,12 @@ use serde::Serialize;
 use crate::mailcow::{MailcowConf, MailcowError};
 
 mod list;
+mod mailcow_api;
 mod mailcow_db;
 mod postfix;
 
 pub use list::AddressList;
+pub use mailcow_api::ApiConfig;
 
 /// What an address is, as far as delivery goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -190,6 +195,9 @@ pub struct AddressInfo {
 pub enum DirectorySource {
     /// Mailcow's MariaDB database.
     MailcowDb(DbConfig),
+    /// Mailcow's HTTP API (a read-only key; never retried on an
+    /// authentication failure).
+    MailcowApi(ApiConfig),
     /// A list file (format: [`AddressList`]).
     ListFile(PathBuf),
     /// Postfix's own maps, asked with `postconf` and `postmap`.
@@ -396,6 +404,25 @@ pub enum DirectoryError {
         /// How to fix it.
         fix: String,
     },
+    /// Mailcow refused the API key. Not retried: Mailcow's netfilter bans
+    /// addresses that fail API authentication repeatedly.
+    #[error("Mailcow API {url}: the API key was refused (HTTP {status}); not retrying, because Mailcow bans addresses after repeated failed API logins; check the key and that this host's address is in the key's allowed IPs (System → Configuration → Access → API)")]
+    ApiAuth {
+        /// The URL asked.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The API could not be used.
+    #[error("Mailcow API {url}: {problem}; {fix}")]
+    Api {
+        /// The URL asked.
+        url: String,
+        /// What went wrong.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
     /// `postconf` or `postmap` failed.
     #[error("Postfix: {problem}; {fix}")]
     Postfix {
@@ -412,6 +439,7 @@ pub async fn lookup(src: &DirectorySource, address: &str) -> Result<AddressInfo,
     let addr = Addr::parse(address)?;
     match src {
         DirectorySource::MailcowDb(cfg) => mailcow_db::lookup(cfg, &addr).await,
+        DirectorySource::MailcowApi(cfg) => mailcow_api::lookup(cfg, &addr).await,
         DirectorySource::ListFile(path) => AddressList::load(path).await?.lookup_addr(&addr),
         DirectorySource::Postfix { config_dir } => {
             let dir = config_dir.clone();
@@ -428,6 +456,7 @@ pub async fn lookup(src: &DirectorySource, address: &str) -> Result<AddressInfo,
 pub async fn our_domains(src: &DirectorySource) -> Result<Vec<String>, DirectoryError> {
     match src {
         DirectorySource::MailcowDb(cfg) => mailcow_db::our_domains(cfg).await,
+        DirectorySource::MailcowApi(cfg) => mailcow_api::our_domains(cfg).await,
         DirectorySource::ListFile(path) => Ok(AddressList::load(path).await?.domains()),
         DirectorySource::Postfix { config_dir } => {
             let dir = config_dir.clone();

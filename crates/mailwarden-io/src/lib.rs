@@ -3,6 +3,7 @@
 //! framing/parsing over them. The core never sees a file or a clock; this
 //! crate passes in the reference time (file modification time, or now).
 
+pub mod audit;
 pub mod collect;
 pub mod directory;
 pub mod dns;

@@ -24,6 +24,8 @@
 //! [`DnsServer`] is a private authoritative DNS server (Knot DNS) on a free
 //! loopback port serving test [`DnsZone`]s over UDP and TCP, for SPF, DKIM
 //! and DMARC checks without the internet; it needs the Debian package `knot`.
+//! [`HttpsServer`] serves fixed HTTPS responses per SNI name on a free
+//! loopback port, with certificates from a test CA made by `rcgen`.
 //!
 //! Requirements: root, and the Debian packages `postfix`, `dovecot-core`,
 //! `dovecot-imapd`, `dovecot-lmtpd` and `swaks`. The system's own Postfix
@@ -45,6 +47,7 @@ mod dkim;
 mod dns;
 mod dovecot;
 mod error;
+pub mod https;
 mod lab;
 mod postfix;
 mod redis;
@@ -56,6 +59,7 @@ mod sys;
 pub use dkim::LabSigner;
 pub use dns::{DnsServer, DnsZone};
 pub use error::LabError;
+pub use https::{HttpsRequest, HttpsRoute, HttpsServer, HttpsSite, SiteCertificate};
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};
 pub use redis::RedisServer;
 pub use rsyslog::{Rsyslog, rsyslogd_path};
