@@ -11,4 +11,5 @@ pub mod forward;
 pub mod input;
 pub mod mailcow;
 pub mod pipeline;
+pub mod spf_eval;
 pub mod verify;

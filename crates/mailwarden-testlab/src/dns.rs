@@ -7,14 +7,19 @@
 //! service and `/etc/knot` are never used. The server only answers for its
 //! zones and never recurses, so tests that point a resolver at
 //! [`DnsServer::addr`] cannot reach the internet.
+//!
+//! [`DnsFront`] sits between a client and the server and leaves queries for
+//! chosen names unanswered, so tests can meet real DNS timeouts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -72,7 +77,9 @@ const INSTALL_HINT: &str = "apt-get install -y --no-install-recommends knot \
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsZone {
-    /// The zone's apex, e.g. `lab.test` (a trailing dot is allowed).
+    /// The zone's apex, e.g. `lab.test` (a trailing dot is allowed), or `.`
+    /// for the root zone (which can hold any name, so a test can serve
+    /// names under several top-level domains from one zone).
     pub origin: String,
     /// Zone-file lines, e.g. `@ 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`.
     pub records: Vec<String>,
@@ -107,6 +114,77 @@ impl DnsZone {
         self.records.push(line);
         self
     }
+
+    /// Adds a TXT record at `name` made of exactly these character-strings,
+    /// in this order (unlike [`txt`](Self::txt), which splits one value
+    /// itself). Strings may hold any bytes: quotes, backslashes, control
+    /// and non-ASCII bytes are escaped. A string longer than 255 bytes cannot
+    /// be one character-string and is split into 255-byte pieces. An empty
+    /// list gives one empty string: RDATA of zero strings has no master-file
+    /// form.
+    #[must_use]
+    pub fn txt_parts<S: AsRef<[u8]>>(self, name: &str, parts: &[S]) -> Self {
+        self.character_strings(name, "TXT", parts)
+    }
+
+    /// Like [`txt_parts`](Self::txt_parts) for the SPF record type (RR type
+    /// 99, RFC 4408; obsoleted by RFC 7208 but still seen).
+    #[must_use]
+    pub fn spf_parts<S: AsRef<[u8]>>(self, name: &str, parts: &[S]) -> Self {
+        self.character_strings(name, "SPF", parts)
+    }
+
+    fn character_strings<S: AsRef<[u8]>>(mut self, name: &str, rtype: &str, parts: &[S]) -> Self {
+        let mut rdata = String::new();
+        for part in parts {
+            if !rdata.is_empty() {
+                rdata.push(' ');
+            }
+            rdata.push_str(&txt_strings(part.as_ref()));
+        }
+        if rdata.is_empty() {
+            rdata.push_str("\"\"");
+        }
+        self.records.push(format!("{name} IN {rtype} {rdata}"));
+        self
+    }
+}
+
+/// Renders a domain name given as text (`Foo.example.com`, a trailing dot
+/// optional) as an absolute master-file name, escaping every byte of a label
+/// other than letters, digits, `-` and `_` as `\DDD`, so names with spaces,
+/// `%`, `:` or `/` (which DNS allows, and test suites use) load as written.
+/// A label that is exactly `*` stays a wildcard. The empty name and `.` are
+/// the root, `.`.
+///
+/// ```
+/// use mailwarden_testlab::master_file_name;
+///
+/// assert_eq!(master_file_name("a b.example.com"), "a\\032b.example.com.");
+/// assert_eq!(master_file_name("*.lab.test."), "*.lab.test.");
+/// assert_eq!(master_file_name(""), ".");
+/// ```
+pub fn master_file_name(name: &str) -> String {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return ".".to_owned();
+    }
+    let mut out = String::with_capacity(name.len() + 1);
+    for label in name.split('.') {
+        if label == "*" {
+            out.push('*');
+        } else {
+            for &b in label.as_bytes() {
+                if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                    out.push(char::from(b));
+                } else {
+                    let _ = write!(out, "\\{b:03}");
+                }
+            }
+        }
+        out.push('.');
+    }
+    out
 }
 
 /// Renders `data` as one or more quoted zone-file character-strings of at
@@ -284,7 +362,7 @@ impl DnsServer {
         let result = self.write_config().and_then(|()| {
             self.check_zones(Some(&origin))?;
             if previous.is_some() {
-                self.knotc(&["-b", "zone-reload", &origin])
+                self.knotc(&["-b", "zone-reload", &fqdn(&origin)])
             } else {
                 self.knotc(&["-b", "reload"])
             }
@@ -341,7 +419,7 @@ impl DnsServer {
     }
 
     fn zone_path(&self, origin: &str) -> PathBuf {
-        self.root.join("zones").join(format!("{origin}.zone"))
+        self.root.join("zones").join(zone_file_name(origin))
     }
 
     fn config_path(&self) -> PathBuf {
@@ -394,7 +472,12 @@ impl DnsServer {
              zone:\n"
         );
         for origin in self.zones.keys() {
-            let _ = writeln!(conf, "  - domain: \"{origin}.\"\n    file: \"{origin}.zone\"");
+            let _ = writeln!(
+                conf,
+                "  - domain: \"{}\"\n    file: \"{}\"",
+                fqdn(origin),
+                zone_file_name(origin)
+            );
         }
         let path = self.config_path();
         fs::write(&path, conf).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
@@ -406,7 +489,7 @@ impl DnsServer {
         let mut cmd = Command::new(&self.bins.knotc);
         cmd.arg("-c").arg(self.config_path()).arg("zone-check");
         if let Some(origin) = origin {
-            cmd.arg(origin);
+            cmd.arg(fqdn(origin));
         }
         let out = sys::run(&mut cmd, INSTALL_HINT)?;
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -419,7 +502,7 @@ impl DnsServer {
             None => self.zones.keys().collect(),
         };
         for o in origins {
-            if !stderr.contains(&format!("[{o}.]")) {
+            if !stderr.contains(&format!("[{}]", fqdn(o))) {
                 continue;
             }
             let path = self.zone_path(o);
@@ -585,8 +668,11 @@ fn free_udp_tcp_port() -> Result<u16, LabError> {
 }
 
 /// Lowercases and strips the trailing dot; rejects names Knot or our zone
-/// file naming would trip over.
+/// file naming would trip over. The root zone `.` becomes the empty string.
 fn normalize_origin(origin: &str) -> Result<String, LabError> {
+    if origin.trim() == "." {
+        return Ok(String::new());
+    }
     let name = origin.trim().trim_end_matches('.').to_ascii_lowercase();
     let valid_label = |l: &str| {
         !l.is_empty()
@@ -601,6 +687,35 @@ fn normalize_origin(origin: &str) -> Result<String, LabError> {
         ));
     }
     Ok(name)
+}
+
+/// The absolute form of a normalized name (`lab.test` → `lab.test.`, the
+/// root `""` → `.`).
+fn fqdn(name: &str) -> String {
+    if name.is_empty() {
+        ".".to_owned()
+    } else {
+        format!("{name}.")
+    }
+}
+
+/// `label` below the normalized `origin` (normalized, without trailing dot).
+fn child(label: &str, origin: &str) -> String {
+    if origin.is_empty() {
+        label.to_owned()
+    } else {
+        format!("{label}.{origin}")
+    }
+}
+
+/// The zone file's name for a normalized origin; the root zone gets `@.zone`
+/// (an `@` never occurs in a normalized origin, so it cannot clash).
+fn zone_file_name(origin: &str) -> String {
+    if origin.is_empty() {
+        "@.zone".to_owned()
+    } else {
+        format!("{origin}.zone")
+    }
 }
 
 fn invalid_zone(origin: &str, problem: &str) -> LabError {
@@ -739,7 +854,7 @@ fn absolute_name(name: &str, origin: &str) -> String {
     } else if let Some(abs) = lower.strip_suffix('.') {
         abs.to_owned()
     } else {
-        format!("{lower}.{origin}")
+        child(&lower, origin)
     }
 }
 
@@ -756,12 +871,13 @@ struct ZoneFacts {
 /// lines use absolute names, explicit TTL and class, so they do not depend
 /// on any `$ORIGIN`/`$TTL` the records set.
 fn render_zone(origin: &str, records: &[String], serial: u32) -> String {
+    let apex = fqdn(origin);
     let mut out =
-        format!("; zone {origin} written by mailwarden-testlab\n$ORIGIN {origin}.\n$TTL {DEFAULT_TTL}\n");
+        format!("; zone {apex} written by mailwarden-testlab\n$ORIGIN {apex}\n$TTL {DEFAULT_TTL}\n");
     let mut facts = ZoneFacts::default();
     let mut current_origin = origin.to_owned();
     let mut last_owner = origin.to_owned();
-    let ns1 = format!("ns1.{origin}");
+    let ns1 = child("ns1", origin);
     for record in records {
         let mut entries = parse_entries(record);
         let mut rewritten = false;
@@ -812,13 +928,15 @@ fn render_zone(origin: &str, records: &[String], serial: u32) -> String {
     if !facts.has_soa {
         let _ = writeln!(
             out,
-            "{origin}. {DEFAULT_TTL} IN SOA ns1.{origin}. hostmaster.{origin}. {serial} 3600 600 86400 60"
+            "{apex} {DEFAULT_TTL} IN SOA {} {} {serial} 3600 600 86400 60",
+            fqdn(&ns1),
+            fqdn(&child("hostmaster", origin))
         );
     }
     if !facts.has_apex_ns {
-        let _ = writeln!(out, "{origin}. {DEFAULT_TTL} IN NS ns1.{origin}.");
+        let _ = writeln!(out, "{apex} {DEFAULT_TTL} IN NS {}", fqdn(&ns1));
         if !facts.owns_ns1 {
-            let _ = writeln!(out, "ns1.{origin}. {DEFAULT_TTL} IN A 127.0.0.1");
+            let _ = writeln!(out, "{} {DEFAULT_TTL} IN A 127.0.0.1", fqdn(&ns1));
         }
     }
     out
@@ -835,7 +953,7 @@ enum Transport {
 /// authoritative answer, `Ok(None)` for an answer without SOA (zone not
 /// loaded yet: REFUSED, SERVFAIL), `Err` when nothing usable came back.
 fn query_soa_serial(addr: SocketAddr, origin: &str, transport: Transport) -> Result<Option<u32>, String> {
-    let name = Name::from_ascii(format!("{origin}.")).map_err(|e| format!("bad name {origin}: {e}"))?;
+    let name = Name::from_ascii(fqdn(origin)).map_err(|e| format!("bad name {origin}: {e}"))?;
     let mut query = Message::query();
     query.metadata.recursion_desired = false;
     query.add_query(Query::query(name, RecordType::SOA));
@@ -958,6 +1076,345 @@ fn is_knotd_of(pid: u32, root: &Path) -> bool {
         .any(|arg| arg == conf.as_os_str().as_encoded_bytes())
 }
 
+/// A name that a [`DnsFront`] leaves unanswered, and the record types it
+/// still answers for that name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentName {
+    /// The owner name (case-insensitive, trailing dot optional).
+    pub name: String,
+    /// Numeric record types (e.g. 16 for TXT) still passed to the server for
+    /// this name; a query of any other type is dropped. Empty: every query
+    /// for the name is dropped.
+    pub answered_types: Vec<u16>,
+}
+
+impl SilentName {
+    /// Every query for `name` is dropped.
+    pub fn all(name: impl Into<String>) -> Self {
+        SilentName {
+            name: name.into(),
+            answered_types: Vec::new(),
+        }
+    }
+}
+
+/// How long the front's threads block before looking at the stop flag.
+const FRONT_POLL: Duration = Duration::from_millis(50);
+/// How long the front waits for the upstream server's answer.
+const FRONT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most TCP connections the front serves at once (more are closed at once).
+const FRONT_MAX_TCP: usize = 64;
+
+/// A DNS front on `127.0.0.1:<port>` (UDP and TCP) that passes every query
+/// to an upstream server — normally a [`DnsServer`] — and relays its answer,
+/// except queries for [`SilentName`]s, which it reads and never answers.
+///
+/// Knot always answers for its zones, and a stub resolver treats a referral
+/// to an unreachable name server as "no data" rather than as a timeout. A
+/// client pointed at the front instead meets a real, unanswered query for
+/// the silent names — exactly what a dead or firewalled authoritative server
+/// looks like — and its own timeout fires. Nothing else is changed: answers
+/// are relayed byte for byte.
+///
+/// UDP queries are relayed one at a time (Knot answers at once); each TCP
+/// connection gets a thread, at most 64 at a time. Dropping the front stops
+/// its threads (within about 50 ms).
+///
+/// ```no_run
+/// use mailwarden_testlab::{DnsFront, DnsServer, DnsZone, SilentName};
+///
+/// let dns = DnsServer::start(vec![DnsZone::new("lab.test").txt("@", "v=spf1 -all")])?;
+/// let front = DnsFront::start(dns.addr())?;
+/// front.set_silent(vec![SilentName::all("slow.lab.test")]);
+/// println!("ask {} — queries for slow.lab.test time out", front.addr());
+/// # Ok::<(), mailwarden_testlab::LabError>(())
+/// ```
+#[derive(Debug)]
+pub struct DnsFront {
+    addr: SocketAddr,
+    shared: Arc<FrontShared>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct FrontShared {
+    /// Lowercased name bytes (labels joined by `.`) → answered types.
+    silent: Mutex<HashMap<Vec<u8>, Vec<u16>>>,
+    stop: AtomicBool,
+    dropped: AtomicU64,
+    tcp_open: AtomicUsize,
+    connections: Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+impl DnsFront {
+    /// Binds UDP and TCP on one free loopback port and starts relaying to
+    /// `upstream`. Nothing is silent until [`set_silent`](Self::set_silent).
+    pub fn start(upstream: SocketAddr) -> Result<DnsFront, LabError> {
+        let (udp, tcp) = bind_udp_tcp_pair()?;
+        let addr = udp
+            .local_addr()
+            .map_err(|e| LabError::io("reading the DNS front's address", e))?;
+        udp.set_read_timeout(Some(FRONT_POLL))
+            .map_err(|e| LabError::io("setting the DNS front's UDP timeout", e))?;
+        tcp.set_nonblocking(true)
+            .map_err(|e| LabError::io("making the DNS front's TCP listener non-blocking", e))?;
+        let shared = Arc::new(FrontShared::default());
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(f)
+                .map_err(|e| LabError::io(format!("spawning the {name} thread"), e))
+        };
+        let udp_shared = Arc::clone(&shared);
+        let udp_thread = spawn(
+            "dns-front-udp",
+            Box::new(move || front_udp(&udp, upstream, &udp_shared)),
+        )?;
+        let tcp_shared = Arc::clone(&shared);
+        let tcp_thread = match spawn(
+            "dns-front-tcp",
+            Box::new(move || front_tcp(&tcp, upstream, &tcp_shared)),
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                let _ = udp_thread.join();
+                return Err(e);
+            }
+        };
+        Ok(DnsFront {
+            addr,
+            shared,
+            threads: vec![udp_thread, tcp_thread],
+        })
+    }
+
+    /// The front's address, `127.0.0.1:<port>`, for UDP and TCP.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the set of silent names (an empty list makes the front a
+    /// plain relay). Takes effect for the next query.
+    pub fn set_silent(&self, names: Vec<SilentName>) {
+        let map = names
+            .into_iter()
+            .map(|n| (name_key_from_text(&n.name), n.answered_types))
+            .collect();
+        *lock(&self.shared.silent) = map;
+    }
+
+    /// How many queries were dropped since the front started.
+    pub fn dropped_queries(&self) -> u64 {
+        self.shared.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for DnsFront {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let connections = std::mem::take(&mut *lock(&self.shared.connections));
+        for t in connections {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A name as the front compares it: ASCII-lowercased labels joined by `.`.
+fn name_key_from_text(name: &str) -> Vec<u8> {
+    name.trim().trim_end_matches('.').as_bytes().to_ascii_lowercase()
+}
+
+impl FrontShared {
+    /// True if `query` asks for a silent name with a type not answered. A
+    /// message that does not decode is passed on (the server answers it).
+    fn is_silent(&self, query: &[u8]) -> bool {
+        let Ok(msg) = Message::from_vec(query) else {
+            return false;
+        };
+        let silent = lock(&self.silent);
+        if silent.is_empty() {
+            return false;
+        }
+        msg.queries.iter().any(|q| {
+            let mut key = Vec::new();
+            for label in q.name().iter() {
+                if !key.is_empty() {
+                    key.push(b'.');
+                }
+                key.extend(label.iter().map(u8::to_ascii_lowercase));
+            }
+            silent
+                .get(&key)
+                .is_some_and(|answered| !answered.contains(&u16::from(q.query_type())))
+        })
+    }
+}
+
+/// Binds UDP and TCP on the same free loopback port (both stay bound, so
+/// nobody can take the port in between).
+fn bind_udp_tcp_pair() -> Result<(UdpSocket, TcpListener), LabError> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| LabError::io("binding UDP 127.0.0.1:0 for the DNS front", e))?;
+        let port = udp
+            .local_addr()
+            .map_err(|e| LabError::io("reading the DNS front's UDP port", e))?
+            .port();
+        match TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(LabError::io(
+        "finding a port free for both UDP and TCP on 127.0.0.1 for the DNS front",
+        last_err.unwrap_or_else(|| std::io::Error::other("no port found")),
+    ))
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// The UDP side: one datagram at a time (the upstream answers at once).
+fn front_udp(sock: &UdpSocket, upstream: SocketAddr, shared: &FrontShared) {
+    let mut buf = vec![0u8; 65535];
+    while !shared.stop.load(Ordering::SeqCst) {
+        let (n, peer) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e) if is_timeout(&e) => continue,
+            // ICMP errors from earlier replies surface here; keep serving.
+            Err(_) => continue,
+        };
+        let query = &buf[..n];
+        if shared.is_silent(query) {
+            shared.dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        if let Some(reply) = relay_udp(upstream, query) {
+            let _ = sock.send_to(&reply, peer);
+        }
+    }
+}
+
+fn relay_udp(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).ok()?;
+    sock.set_read_timeout(Some(FRONT_UPSTREAM_TIMEOUT)).ok()?;
+    sock.connect(upstream).ok()?;
+    sock.send(query).ok()?;
+    let mut buf = vec![0u8; 65535];
+    let n = sock.recv(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+/// The TCP side: accepts connections, one thread each.
+fn front_tcp(listener: &TcpListener, upstream: SocketAddr, shared: &Arc<FrontShared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if shared.tcp_open.load(Ordering::SeqCst) >= FRONT_MAX_TCP {
+                    continue; // dropping `stream` closes it
+                }
+                shared.tcp_open.fetch_add(1, Ordering::SeqCst);
+                let conn_shared = Arc::clone(shared);
+                let handle = thread::Builder::new()
+                    .name("dns-front-conn".to_owned())
+                    .spawn(move || {
+                        front_tcp_connection(stream, upstream, &conn_shared);
+                        conn_shared.tcp_open.fetch_sub(1, Ordering::SeqCst);
+                    });
+                match handle {
+                    Ok(h) => {
+                        let mut conns = lock(&shared.connections);
+                        conns.retain(|t| !t.is_finished());
+                        conns.push(h);
+                    }
+                    Err(_) => {
+                        shared.tcp_open.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+            }
+            Err(e) if is_timeout(&e) => thread::sleep(FRONT_POLL / 5),
+            Err(_) => thread::sleep(FRONT_POLL / 5),
+        }
+    }
+}
+
+/// Reads exactly `buf.len()` bytes, waking up to look at the stop flag.
+/// `false` on end of stream, error or stop.
+fn read_full(stream: &mut TcpStream, buf: &mut [u8], shared: &FrontShared) -> bool {
+    let mut filled = 0;
+    while filled < buf.len() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return false,
+            Ok(n) => filled += n,
+            Err(e) if is_timeout(&e) => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Serves one client connection: length-prefixed messages (RFC 1035
+/// §4.2.2); silent queries are read and left unanswered.
+fn front_tcp_connection(mut stream: TcpStream, upstream: SocketAddr, shared: &FrontShared) {
+    if stream.set_nonblocking(false).is_err() || stream.set_read_timeout(Some(FRONT_POLL)).is_err() {
+        return;
+    }
+    loop {
+        let mut len = [0u8; 2];
+        if !read_full(&mut stream, &mut len, shared) {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if !read_full(&mut stream, &mut query, shared) {
+            return;
+        }
+        if shared.is_silent(&query) {
+            shared.dropped.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        let Some(reply) = relay_tcp(upstream, &len, &query) else {
+            return;
+        };
+        if stream.write_all(&reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends one framed query upstream over a new connection; returns the
+/// framed reply.
+fn relay_tcp(upstream: SocketAddr, len: &[u8; 2], query: &[u8]) -> Option<Vec<u8>> {
+    let mut up = TcpStream::connect_timeout(&upstream, FRONT_UPSTREAM_TIMEOUT).ok()?;
+    up.set_read_timeout(Some(FRONT_UPSTREAM_TIMEOUT)).ok()?;
+    let mut framed = len.to_vec();
+    framed.extend_from_slice(query);
+    up.write_all(&framed).ok()?;
+    let mut reply_len = [0u8; 2];
+    up.read_exact(&mut reply_len).ok()?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(reply_len))];
+    up.read_exact(&mut reply).ok()?;
+    let mut out = reply_len.to_vec();
+    out.extend_from_slice(&reply);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1041,6 +1498,229 @@ mod tests {
         assert!(normalize_origin("").is_err());
         assert!(normalize_origin("bad name.test").is_err());
         assert!(normalize_origin("../etc").is_err());
+    }
+
+    #[test]
+    fn normalizes_the_root_origin() {
+        assert_eq!(normalize_origin(".").unwrap(), "");
+        assert_eq!(normalize_origin(" . ").unwrap(), "");
+        assert_eq!(fqdn(""), ".");
+        assert_eq!(fqdn("lab.test"), "lab.test.");
+        assert_eq!(zone_file_name(""), "@.zone");
+        assert_eq!(zone_file_name("lab.test"), "lab.test.zone");
+        assert_eq!(absolute_name("mail", ""), "mail");
+        assert_eq!(absolute_name("@", ""), "");
+        assert_eq!(absolute_name(".", ""), "");
+    }
+
+    #[test]
+    fn renders_a_root_zone() {
+        let text = render_zone("", &["example.com. IN A 192.0.2.1".to_owned()], 3);
+        assert!(text.contains("$ORIGIN .\n"), "{text}");
+        assert!(
+            text.contains(". 300 IN SOA ns1. hostmaster. 3 3600 600 86400 60\n"),
+            "{text}"
+        );
+        assert!(text.contains(". 300 IN NS ns1.\n"), "{text}");
+        assert!(text.contains("ns1. 300 IN A 127.0.0.1\n"), "{text}");
+        assert!(!text.contains(".."), "{text}");
+    }
+
+    #[test]
+    fn escapes_odd_owner_names() {
+        assert_eq!(master_file_name("Mail.Example.com."), "Mail.Example.com.");
+        assert_eq!(
+            master_file_name("foo:bar/baz.example.com"),
+            "foo\\058bar\\047baz.example.com."
+        );
+        assert_eq!(master_file_name("a%b  c.test"), "a\\037b\\032\\032c.test.");
+        assert_eq!(master_file_name("x\"y;z(.test"), "x\\034y\\059z\\040.test.");
+        assert_eq!(master_file_name("*.test"), "*.test.");
+        assert_eq!(master_file_name("a*.test"), "a\\042.test.");
+        assert_eq!(master_file_name("."), ".");
+    }
+
+    #[test]
+    fn renders_explicit_character_strings() {
+        let zone = DnsZone::new(".")
+            .txt_parts("a", &["v=spf1 ip4:", "192.0.2.5 -all"])
+            .txt_parts::<&str>("b", &[])
+            .spf_parts("c", &[b"\x96\"\\".as_slice()])
+            .txt_parts("d", &["x".repeat(300)]);
+        assert_eq!(zone.records[0], r#"a IN TXT "v=spf1 ip4:" "192.0.2.5 -all""#);
+        assert_eq!(zone.records[1], r#"b IN TXT """#);
+        assert_eq!(zone.records[2], r#"c IN SPF "\150\"\\""#);
+        assert!(
+            zone.records[3].ends_with(&format!(r#"" "{}""#, "x".repeat(45))),
+            "{}",
+            zone.records[3]
+        );
+    }
+
+    /// Sends one query for `labels`/`rtype` to `addr`; `None` when nothing
+    /// came back within `wait`.
+    fn ask(
+        addr: SocketAddr,
+        labels: &[&[u8]],
+        rtype: RecordType,
+        tcp: bool,
+        wait: Duration,
+    ) -> Option<Message> {
+        let name = Name::from_labels(labels.iter().map(|l| l.to_vec())).unwrap();
+        let mut query = Message::query();
+        query.metadata.recursion_desired = false;
+        query.add_query(Query::query(name, rtype));
+        let wire = query.to_vec().unwrap();
+        let reply = if tcp {
+            let mut stream = TcpStream::connect_timeout(&addr, wait).ok()?;
+            stream.set_read_timeout(Some(wait)).unwrap();
+            let mut framed = u16::try_from(wire.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&wire);
+            stream.write_all(&framed).unwrap();
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).ok()?;
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            stream.read_exact(&mut buf).ok()?;
+            buf
+        } else {
+            let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).unwrap();
+            sock.set_read_timeout(Some(wait)).unwrap();
+            sock.connect(addr).unwrap();
+            sock.send(&wire).unwrap();
+            let mut buf = vec![0u8; 65535];
+            let n = sock.recv(&mut buf).ok()?;
+            buf.truncate(n);
+            buf
+        };
+        let reply = Message::from_vec(&reply).unwrap();
+        assert_eq!(reply.metadata.id, query.metadata.id);
+        Some(reply)
+    }
+
+    fn txt_answers(reply: &Message) -> Vec<Vec<Vec<u8>>> {
+        reply
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(t.txt_data.iter().map(|s| s.to_vec()).collect()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The root zone holds names under several TLDs, odd owner names and
+    /// explicit strings; the front relays it and drops silent names over
+    /// UDP and TCP. Needs knotd (as the other DnsServer tests do).
+    #[test]
+    fn serves_a_root_zone_and_fronts_it_with_silent_names() {
+        let zone = DnsZone::new(".")
+            .txt_parts("multi.example.com.", &["v=spf1 ip4:", "192.0.2.5 -all"])
+            .txt_parts("bytes.example.net.", &[b"a\x00\x96\"b".as_slice()])
+            .record(format!(
+                "{} IN A 192.0.2.7",
+                master_file_name("odd%name  x.example.org")
+            ))
+            .txt_parts("slow.example.com.", &["v=spf1 -all"])
+            .record("slow.example.com. IN A 192.0.2.9");
+        let mut dns = DnsServer::start(vec![zone]).unwrap();
+        let wait = Duration::from_secs(2);
+        let direct = dns.addr();
+        let multi = ask(
+            direct,
+            &[b"multi", b"example", b"com"],
+            RecordType::TXT,
+            false,
+            wait,
+        )
+        .unwrap();
+        assert_eq!(
+            txt_answers(&multi),
+            vec![vec![b"v=spf1 ip4:".to_vec(), b"192.0.2.5 -all".to_vec()]]
+        );
+        let bytes = ask(
+            direct,
+            &[b"bytes", b"example", b"net"],
+            RecordType::TXT,
+            true,
+            wait,
+        )
+        .unwrap();
+        assert_eq!(txt_answers(&bytes), vec![vec![b"a\x00\x96\"b".to_vec()]]);
+        let odd = ask(
+            direct,
+            &[b"odd%name  x", b"example", b"org"],
+            RecordType::A,
+            false,
+            wait,
+        )
+        .unwrap();
+        assert_eq!(odd.answers.len(), 1, "{odd:?}");
+        let missing = ask(direct, &[b"nowhere", b"test"], RecordType::A, false, wait).unwrap();
+        assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+
+        let front = DnsFront::start(direct).unwrap();
+        front.set_silent(vec![SilentName {
+            name: "Slow.Example.com.".into(),
+            answered_types: vec![u16::from(RecordType::TXT)],
+        }]);
+        let short = Duration::from_millis(300);
+        for tcp in [false, true] {
+            let relayed = ask(
+                front.addr(),
+                &[b"multi", b"example", b"com"],
+                RecordType::TXT,
+                tcp,
+                wait,
+            )
+            .unwrap();
+            assert_eq!(relayed.answers, multi.answers);
+            let txt = ask(
+                front.addr(),
+                &[b"slow", b"example", b"com"],
+                RecordType::TXT,
+                tcp,
+                wait,
+            )
+            .unwrap();
+            assert_eq!(txt_answers(&txt), vec![vec![b"v=spf1 -all".to_vec()]]);
+            assert!(
+                ask(
+                    front.addr(),
+                    &[b"slow", b"example", b"com"],
+                    RecordType::A,
+                    tcp,
+                    short
+                )
+                .is_none()
+            );
+        }
+        assert_eq!(front.dropped_queries(), 2);
+        front.set_silent(vec![SilentName::all("multi.example.com")]);
+        assert!(
+            ask(
+                front.addr(),
+                &[b"multi", b"example", b"com"],
+                RecordType::TXT,
+                false,
+                short
+            )
+            .is_none()
+        );
+        assert_eq!(front.dropped_queries(), 3);
+
+        // The root zone is replaced like any other zone.
+        dns.set_zone(DnsZone::new(".").txt("other.example.", "x"))
+            .unwrap();
+        let gone = ask(
+            direct,
+            &[b"multi", b"example", b"com"],
+            RecordType::TXT,
+            false,
+            wait,
+        )
+        .unwrap();
+        assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
+        drop(front);
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod swaks;
 mod sys;
 
 pub use dkim::LabSigner;
-pub use dns::{DnsServer, DnsZone};
+pub use dns::{DnsFront, DnsServer, DnsZone, SilentName, master_file_name};
 pub use error::LabError;
 pub use https::{HttpsRequest, HttpsRoute, HttpsServer, HttpsSite, SiteCertificate};
 pub use lab::{LabOptions, LabPorts, LogKind, LogPaths, MailLab, Service};
