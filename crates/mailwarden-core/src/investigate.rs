@@ -235,6 +235,128 @@ pub struct Input {
     /// Our domains (from the directory or configuration); when empty, the
     /// domains the logs show local deliveries for are used.
     pub our_domains: Vec<String>,
+    /// The sender domain's SPF and DMARC as published in DNS (the posture
+    /// audit of `mailwarden dns`), when DNS was asked.
+    pub posture: Option<PostureFacts>,
+}
+
+/// The sender domain's published SPF and DMARC, reduced to what decides
+/// whether receivers reject a spoof.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PostureFacts {
+    /// The domain of the address.
+    pub domain: String,
+    /// Its SPF record (`None`: none published).
+    pub spf: Option<String>,
+    /// The SPF record's final `all` (`-all`, `~all`, `?all`, `+all`), or
+    /// `None` for no `all` / a `redirect`.
+    pub spf_all: Option<String>,
+    /// The DMARC record that applies (its own or the organisational
+    /// domain's).
+    pub dmarc: Option<String>,
+    /// Where the DMARC record was found.
+    pub dmarc_domain: Option<String>,
+    /// The policy that applies to the domain (`p`, or `sp` for a subdomain
+    /// covered by its organisational domain's record).
+    pub dmarc_policy: Option<String>,
+    /// `pct` (100 when absent).
+    pub dmarc_pct: Option<u8>,
+    /// The SPF and DMARC findings of warning or fail severity.
+    pub problems: Vec<crate::posture::Finding>,
+    /// Lookups that failed (the assessment is then partial).
+    pub errors: Vec<String>,
+}
+
+/// Would receivers have rejected a spoof of the domain?
+#[derive(Clone, Debug, Serialize)]
+pub struct PostureAssessment {
+    /// The domain.
+    pub domain: String,
+    /// `reject` (receivers enforcing DMARC reject it), `partial` (pct <
+    /// 100), `quarantine` (spam folder), `accept` (nothing tells receivers
+    /// to refuse it), `unknown` (DNS failed).
+    pub spoofs: &'static str,
+    /// One sentence a manager can read.
+    pub explanation: String,
+    /// The records to change, most important first.
+    pub changes: Vec<String>,
+    /// The facts it was decided from.
+    pub facts: PostureFacts,
+}
+
+/// Decides from published SPF and DMARC whether a spoof of `facts.domain`
+/// (mail with it in `From:` that passes neither aligned SPF nor aligned
+/// DKIM) is rejected by receivers that follow DMARC (RFC 7489 §6.6).
+pub fn assess_posture(facts: PostureFacts) -> PostureAssessment {
+    let d = facts.domain.clone();
+    let pct = facts.dmarc_pct.unwrap_or(100);
+    let mut changes = Vec::new();
+    let policy = facts.dmarc_policy.as_deref();
+    let (spoofs, explanation) = match (facts.dmarc.as_deref(), policy) {
+        (None, _) if !facts.errors.is_empty() => (
+            "unknown",
+            format!("The DMARC record of {d} could not be read ({}); whether receivers reject spoofs is unknown.", facts.errors.join("; ")),
+        ),
+        (None, _) => {
+            changes.push(format!(
+                "Publish DMARC: TXT record _dmarc.{d} \"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@{d}\", then p=reject once the reports show your own mail passing."
+            ));
+            (
+                "accept",
+                format!("{d} publishes no DMARC record: receivers have no instruction to reject mail that falsely claims {d}, so spoofs are usually delivered."),
+            )
+        }
+        (Some(_), Some("reject")) if pct >= 100 => (
+            "reject",
+            format!("{d} publishes DMARC p=reject: receivers that enforce DMARC reject spoofs that pass neither aligned SPF nor aligned DKIM."),
+        ),
+        (Some(_), Some("reject")) => {
+            changes.push(format!("DMARC of {d}: remove pct={pct} (or set pct=100) so the reject policy applies to all mail."));
+            (
+                "partial",
+                format!("{d} publishes p=reject but pct={pct}: only {pct}% of failing mail is rejected; the rest is quarantined."),
+            )
+        }
+        (Some(_), Some("quarantine")) => {
+            changes.push(format!("DMARC of {d}: change p=quarantine to p=reject."));
+            (
+                "quarantine",
+                format!("{d} publishes p=quarantine: spoofs land in spam folders but are not rejected{}.", if pct < 100 { format!(" (and only {pct}% of them)") } else { String::new() }),
+            )
+        }
+        (Some(_), _) => {
+            changes.push(format!("DMARC of {d}: change p=none to p=quarantine, then p=reject once your own mail passes DMARC (watch the aggregate reports: mailwarden dmarc)."));
+            (
+                "accept",
+                format!("{d} publishes DMARC p=none: receivers were told to deliver mail that fails DMARC, so this spoof was accepted."),
+            )
+        }
+    };
+    match facts.spf_all.as_deref() {
+        _ if facts.spf.is_none() && facts.errors.is_empty() => changes.push(format!(
+            "Publish SPF for {d}: TXT \"v=spf1 mx -all\" (listing every server that sends for {d})."
+        )),
+        Some("+all") | Some("?all") => changes.push(format!(
+            "SPF of {d} ends in {}: it authorizes every host; end it with -all (or ~all).",
+            facts.spf_all.as_deref().unwrap_or_default()
+        )),
+        _ => {}
+    }
+    for f in &facts.problems {
+        if let Some(fix) = &f.fix {
+            let line = format!("{} ({}): {fix}", f.message, f.id);
+            if !changes.contains(&line) {
+                changes.push(line);
+            }
+        }
+    }
+    PostureAssessment {
+        domain: d,
+        spoofs,
+        explanation,
+        changes,
+        facts,
+    }
 }
 
 /// How a message with the address as sender entered and left.
@@ -398,6 +520,10 @@ pub struct Investigation {
     pub our_domains: Vec<String>,
     /// Sample messages and what they show.
     pub samples: Vec<SampleEvidence>,
+    /// Whether the sender domain's SPF/DMARC would have made receivers
+    /// reject a spoof, and what to change (when DNS was asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub posture: Option<PostureAssessment>,
 }
 
 fn domain_of(addr: &str) -> &str {
@@ -441,6 +567,7 @@ fn hour_key(ts: Timestamp) -> String {
 /// Decides about `input.address`.
 pub fn investigate(mut input: Input) -> Investigation {
     let address = input.address.trim().to_ascii_lowercase();
+    let posture = input.posture.take().map(assess_posture);
     // Our domains: given, else those the logs deliver locally for.
     let mut ours: BTreeSet<String> = input.our_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
     if ours.is_empty() {
@@ -700,7 +827,8 @@ pub fn investigate(mut input: Input) -> Investigation {
             for e in &rv.errors {
                 missing.push(format!("sample {}: {e}", smp.name));
             }
-            if rv.dmarc.as_deref() == Some("fail") {
+            // With the posture audited, its assessment says this (once).
+            if rv.dmarc.as_deref() == Some("fail") && posture.is_none() {
                 match rv.dmarc_policy.as_deref() {
                     Some("reject") => reasons.push(format!(
                         "sample {}: DMARC fails and the domain publishes p=reject: receivers that honour DMARC reject such spoofs",
@@ -846,7 +974,7 @@ pub fn investigate(mut input: Input) -> Investigation {
                 missing.push(format!("logs for {}", gap_text(a, b)));
             }
         }
-        recommendations.push(STRICT_DMARC.to_owned());
+        spoof_advice(posture.as_ref(), &mut reasons, &mut recommendations);
     } else {
         let window_known = input.since.is_some() && input.until.is_some();
         let no_lines = input.coverage.lines_per_day.is_empty();
@@ -894,7 +1022,7 @@ pub fn investigate(mut input: Input) -> Investigation {
                         .to_owned(),
                 );
             }
-            recommendations.push(STRICT_DMARC.to_owned());
+            spoof_advice(posture.as_ref(), &mut reasons, &mut recommendations);
         }
     }
     Investigation {
@@ -917,6 +1045,22 @@ pub fn investigate(mut input: Input) -> Investigation {
         account_events,
         our_domains: ours.into_iter().collect(),
         samples: input.samples,
+        posture,
+    }
+}
+
+/// What to tell about spoofs: the domain's posture when it was audited,
+/// else the general advice.
+fn spoof_advice(posture: Option<&PostureAssessment>, reasons: &mut Vec<String>, recommendations: &mut Vec<String>) {
+    let Some(p) = posture else {
+        recommendations.push(STRICT_DMARC.to_owned());
+        return;
+    };
+    reasons.push(format!("posture: {}", p.explanation));
+    for c in &p.changes {
+        if !recommendations.contains(c) {
+            recommendations.push(c.clone());
+        }
     }
 }
 

@@ -9,6 +9,14 @@
 
 use serde::Serialize;
 
+pub mod bimi;
+pub mod dkim;
+pub mod dmarc;
+pub mod domain;
+pub mod spf;
+pub mod tags;
+pub mod tlsrpt;
+
 /// How bad a finding is. Ordered: `Pass < Info < Warning < Fail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,7 +181,7 @@ mod tests {
         let spf_fail = Finding::new("spf.all.pass", Area::Spf, Severity::Fail, "a.test", "+all");
         let bimi_warn = Finding::new("bimi.x", Area::Bimi, Severity::Warning, "a.test", "x");
         assert_eq!(score(&[pass.clone(), spf_fail.clone()]), 76);
-        assert_eq!(score(&[bimi_warn.clone()]), 98);
+        assert_eq!(score(std::slice::from_ref(&bimi_warn)), 98);
         assert_eq!(worst(&[pass, bimi_warn, spf_fail]), Severity::Fail);
         assert_eq!(worst(&[]), Severity::Pass);
         let many = vec![

@@ -64,6 +64,10 @@ pub enum Command {
     /// Show what `serve` is doing: each source's position and lag, events per
     /// second, store size and oldest day, forwarding state, errors.
     Status(StatusArgs),
+    /// Audit a domain's mail authentication in DNS: SPF, DKIM, DMARC,
+    /// MTA-STS, TLS-RPT, MX, reverse DNS and blocklists. Every finding has a
+    /// stable id, a severity and the fix; exits 1 when anything fails.
+    Dns(crate::commands::dns::DnsArgs),
 }
 
 /// Where the store is.
@@ -101,19 +105,37 @@ pub struct InvestigateArgs {
     /// Our servers' addresses or networks (repeatable, CIDR allowed).
     #[arg(long = "our-ip", value_name = "IP")]
     pub our_ips: Vec<String>,
-    /// The DNS server to check the samples' SPF, DKIM and DMARC against
-    /// (IP:PORT; a recursive resolver). Default: the system's resolvers.
+    /// The DNS server to check the samples' SPF, DKIM, DMARC and ARC, and
+    /// the sender domain's published SPF and DMARC (would receivers have
+    /// rejected a spoof?), against (IP:PORT; a recursive resolver).
+    /// Default: the system's resolvers.
     #[arg(long, value_name = "IP:PORT")]
     pub resolver: Option<std::net::SocketAddr>,
-    /// Do not query DNS: analyse the samples' headers only.
+    /// Do not query DNS: analyse the samples' headers only, and skip the
+    /// sender domain's posture.
     #[arg(long, conflicts_with = "resolver")]
     pub no_dns: bool,
     /// An address list to look ADDR up in, one entry per line: `user@dom`
     /// (mailbox), `alias@dom: target, …` (alias), `@dom: target.tld` (domain
     /// alias), `@dom: user@x` (catch-all), `@dom` (a domain of ours), `#`
     /// comments. Default: Mailcow's database when Mailcow is found.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "mailcow_api")]
     pub directory: Option<std::path::PathBuf>,
+    /// Ask the directory through Mailcow's HTTP API at this URL (e.g.
+    /// https://mail.example.com) instead of its database. The key comes from
+    /// MAILCOW_API_KEY or --mailcow-api-key-file (never from the command
+    /// line, where other users could read it); a read-only key is enough. A
+    /// refused key is not retried: Mailcow bans addresses after failed API
+    /// logins.
+    #[arg(long, value_name = "URL")]
+    pub mailcow_api: Option<String>,
+    /// A file holding the Mailcow API key (first line).
+    #[arg(long, value_name = "FILE", requires = "mailcow_api")]
+    pub mailcow_api_key_file: Option<std::path::PathBuf>,
+    /// Extra trust anchors (PEM) for the API's certificate, e.g. a
+    /// self-signed Mailcow certificate.
+    #[arg(long, value_name = "PEM", requires = "mailcow_api")]
+    pub mailcow_api_ca: Option<std::path::PathBuf>,
     /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
     #[arg(long, value_name = "DIR")]
     pub mailcow_dir: Option<std::path::PathBuf>,

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => commands::ingest::ingest(args),
         Command::Status(args) => commands::status::status(args),
         Command::Investigate(args) => commands::investigate::investigate(args),
+        Command::Dns(args) => commands::dns::dns(args),
     }
 }
 

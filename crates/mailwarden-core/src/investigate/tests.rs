@@ -94,6 +94,7 @@ fn input_for(address: &str, lines: &[&str], since: &str, until: &str) -> Input {
         directory: None,
         our_domains: vec!["lab.test".into()],
         samples: Vec::new(),
+        posture: None,
     }
 }
 
@@ -283,4 +284,60 @@ fn an_authenticated_sample_without_logs_still_names_the_account() {
             .iter()
             .any(|m| m.contains("mail logs of the sending time"))
     );
+}
+
+fn facts(dmarc: Option<&str>, policy: Option<&str>, pct: Option<u8>, spf_all: Option<&str>) -> PostureFacts {
+    PostureFacts {
+        domain: "example.com".into(),
+        spf: spf_all.map(|a| format!("v=spf1 mx {a}")),
+        spf_all: spf_all.map(str::to_owned),
+        dmarc: dmarc.map(str::to_owned),
+        dmarc_domain: dmarc.map(|_| "example.com".to_owned()),
+        dmarc_policy: policy.map(str::to_owned),
+        dmarc_pct: pct,
+        ..PostureFacts::default()
+    }
+}
+
+#[test]
+fn posture_decides_whether_spoofs_are_rejected() {
+    let a = assess_posture(facts(Some("v=DMARC1; p=reject"), Some("reject"), None, Some("-all")));
+    assert_eq!(a.spoofs, "reject");
+    assert!(a.changes.is_empty(), "{a:?}");
+
+    let a = assess_posture(facts(Some("v=DMARC1; p=reject; pct=50"), Some("reject"), Some(50), Some("-all")));
+    assert_eq!(a.spoofs, "partial");
+    assert!(a.changes[0].contains("pct=50"), "{a:?}");
+
+    let a = assess_posture(facts(Some("v=DMARC1; p=quarantine"), Some("quarantine"), None, Some("~all")));
+    assert_eq!(a.spoofs, "quarantine");
+    assert!(a.changes[0].contains("p=reject"), "{a:?}");
+
+    let a = assess_posture(facts(Some("v=DMARC1; p=none"), Some("none"), None, Some("+all")));
+    assert_eq!(a.spoofs, "accept");
+    assert!(a.changes.iter().any(|c| c.contains("+all")), "{a:?}");
+
+    let a = assess_posture(facts(None, None, None, None));
+    assert_eq!(a.spoofs, "accept");
+    assert!(a.changes.iter().any(|c| c.contains("_dmarc.example.com")), "{a:?}");
+    assert!(a.changes.iter().any(|c| c.contains("Publish SPF")), "{a:?}");
+
+    let mut f = facts(None, None, None, None);
+    f.errors.push("_dmarc.example.com TXT: timeout".into());
+    assert_eq!(assess_posture(f).spoofs, "unknown");
+
+    // A finding's fix is carried into the changes.
+    let mut f = facts(Some("v=DMARC1; p=reject"), Some("reject"), None, Some("-all"));
+    f.problems.push(
+        crate::posture::Finding::new(
+            "spf.lookups.exceeded",
+            crate::posture::Area::Spf,
+            crate::posture::Severity::Fail,
+            "example.com",
+            "SPF needs 12 DNS lookups",
+        )
+        .fix("flatten includes"),
+    );
+    let a = assess_posture(f);
+    assert_eq!(a.changes, ["SPF needs 12 DNS lookups (spf.lookups.exceeded): flatten includes"]);
 }

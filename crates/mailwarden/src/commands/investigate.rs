@@ -11,14 +11,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::investigate::{
-    Coverage, DirectoryFacts, Input, Investigation, Reverification, SampleEvidence, account_event, gap_text,
+    Coverage, DirectoryFacts, Input, Investigation, PostureFacts, Reverification, SampleEvidence, account_event,
+    gap_text,
     investigate as decide,
 };
 use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
 use mailwarden_core::search::SearchQuery;
 use mailwarden_core::stitch::Stitcher;
 use mailwarden_core::time::{Timestamp, days_from_civil};
-use mailwarden_io::directory::{AddressInfo, AddressKind, DbConfig, DirectorySource};
+use mailwarden_io::directory::{AddressInfo, AddressKind, ApiConfig, DbConfig, DirectorySource};
 use mailwarden_io::mailcow::{MailcowConf, find_install};
 use mailwarden_io::pipeline::now;
 
@@ -31,7 +32,8 @@ const LIMIT: usize = 100_000;
 /// Most bytes read of one sample file (only the headers matter).
 const MAX_SAMPLE_BYTES: u64 = 64 << 20;
 
-/// The directory to consult: an explicit list, else Mailcow's database.
+/// The directory to consult: an explicit list, the Mailcow API, else
+/// Mailcow's database.
 fn directory_source(
     args: &InvestigateArgs,
 ) -> anyhow::Result<(Option<DirectorySource>, Option<MailcowConf>)> {
@@ -44,6 +46,28 @@ fn directory_source(
     }
     if let Some(list) = &args.directory {
         return Ok((Some(DirectorySource::ListFile(list.clone())), mailcow));
+    }
+    if let Some(url) = &args.mailcow_api {
+        let key = match &args.mailcow_api_key_file {
+            Some(f) => std::fs::read_to_string(f)
+                .with_context(|| format!("reading the Mailcow API key from {}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+            None => std::env::var("MAILCOW_API_KEY").unwrap_or_default(),
+        };
+        return Ok((
+            Some(DirectorySource::MailcowApi(ApiConfig {
+                url: url.clone(),
+                key,
+                ca_file: args.mailcow_api_ca.clone(),
+                connect_to: None,
+                timeout: std::time::Duration::from_secs(30),
+            })),
+            mailcow,
+        ));
     }
     let src = match &mailcow {
         Some(c) => Some(DirectorySource::MailcowDb(DbConfig::from_mailcow(c)?)),
@@ -180,6 +204,59 @@ fn sender_is(rec: &mailwarden_core::stitch::MessageRecord, address: &str) -> boo
         .any(|f| f.eq_ignore_ascii_case(address))
 }
 
+/// The sender domain's SPF and DMARC, audited as `mailwarden dns` does.
+async fn posture_of(domain: &str, resolver: Option<std::net::SocketAddr>) -> PostureFacts {
+    use mailwarden_core::posture::Severity;
+    use mailwarden_io::audit::{dmarc::check_dmarc, spf::check_spf};
+    let mut facts = PostureFacts {
+        domain: domain.to_owned(),
+        ..PostureFacts::default()
+    };
+    let cfg = mailwarden_io::dns::DnsConfig {
+        server: resolver,
+        ..mailwarden_io::dns::DnsConfig::default()
+    };
+    let dns = match mailwarden_io::dns::DnsClient::new(&cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            facts.errors.push(e.to_string());
+            return facts;
+        }
+    };
+    let apex = dns.txt(domain).await;
+    let ((spf, spf_findings), (dmarc, dmarc_findings)) =
+        tokio::join!(check_spf(&dns, domain, &apex), check_dmarc(&dns, domain));
+    if let [record] = spf.records.as_slice() {
+        facts.spf = Some(record.clone());
+    }
+    facts.spf_all = spf
+        .parsed
+        .as_ref()
+        .and_then(mailwarden_core::posture::spf::all_qualifier)
+        .map(|q| format!("{}all", q.symbol()));
+    if let Some(record) = &dmarc.record {
+        facts.dmarc = dmarc.source.records.first().cloned();
+        facts.dmarc_domain = dmarc.source.record_domain.clone();
+        let own = dmarc.source.record_domain.as_deref() == Some(domain);
+        let policy = if own {
+            record.policy
+        } else {
+            record.subdomain_policy.or(record.policy)
+        };
+        facts.dmarc_policy = policy.map(|p| p.as_str().to_owned());
+        facts.dmarc_pct = record.pct;
+    }
+    for f in spf_findings.into_iter().chain(dmarc_findings) {
+        if f.id.ends_with("lookup-failed") {
+            facts.errors.push(f.message.clone());
+        }
+        if f.severity >= Severity::Warning {
+            facts.problems.push(f);
+        }
+    }
+    facts
+}
+
 /// Queue ids a sample's Received lines attribute to our servers.
 fn sample_queue_ids(a: &mailwarden_core::sample::SampleAnalysis) -> Vec<String> {
     let mut ids: Vec<String> = a.our_queue_ids.clone();
@@ -236,14 +313,18 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // After a failure the directory is not asked again: a refused
+        // Mailcow API key must not be tried twice (netfilter bans).
         match rt.block_on(mailwarden_io::directory::lookup(src, &address)) {
-            Ok(info) => input.directory = Some(facts_of(&info)),
+            Ok(info) => {
+                input.directory = Some(facts_of(&info));
+                if input.our_domains.is_empty()
+                    && let Ok(d) = rt.block_on(mailwarden_io::directory::our_domains(src))
+                {
+                    input.our_domains = d;
+                }
+            }
             Err(e) => eprintln!("mailwarden: directory not consulted: {e}"),
-        }
-        if input.our_domains.is_empty()
-            && let Ok(d) = rt.block_on(mailwarden_io::directory::our_domains(src))
-        {
-            input.our_domains = d;
         }
     }
 
@@ -407,6 +488,11 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
             matched_queue_ids,
             reverified,
         });
+    }
+    if !args.no_dns
+        && let Some((_, domain)) = address.rsplit_once('@')
+    {
+        input.posture = Some(rt.block_on(posture_of(domain, args.resolver)));
     }
     let inv = decide(input);
     let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! Command implementations: turn parsed flags into library configs, run, print.
 
+pub mod dns;
 pub mod ingest;
 pub mod inputs;
 pub mod investigate;

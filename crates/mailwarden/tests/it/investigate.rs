@@ -136,7 +136,18 @@ fn four_verdicts_from_real_traffic() {
     let log = lab.mail_log().to_str().unwrap().to_owned();
     let dovecot = lab.dovecot_log().to_str().unwrap().to_owned();
     let run = |sender: &str, extra: &[&str]| -> serde_json::Value {
-        let mut args = vec!["investigate", "--json", "--sender", sender, "--since", &started];
+        // DNS questions (sample re-verification, the domain's posture) go
+        // to the private Knot only.
+        let mut args = vec![
+            "investigate",
+            "--json",
+            "--sender",
+            sender,
+            "--since",
+            &started,
+            "--resolver",
+            &resolver,
+        ];
         args.extend_from_slice(extra);
         let r = mailwarden(d, &args);
         assert_eq!(r.code, 0, "{sender}: {}", r.stderr);
@@ -188,8 +199,6 @@ fn four_verdicts_from_real_traffic() {
             "mail.lab.test",
             "--our-host",
             &host,
-            "--resolver",
-            &resolver,
             &log,
             &dovecot,
         ],
@@ -235,8 +244,6 @@ fn four_verdicts_from_real_traffic() {
             "mail.lab.test",
             "--our-host",
             &host,
-            "--resolver",
-            &resolver,
             &log,
             &dovecot,
         ],
@@ -272,6 +279,8 @@ fn four_verdicts_from_real_traffic() {
             "ceo@lab.test",
             "--since",
             "3d",
+            "--resolver",
+            &resolver,
             &log,
         ],
     );
@@ -329,7 +338,14 @@ fn four_verdicts_from_real_traffic() {
     assert_eq!(rv["spf"], "fail", "{v:#}");
     assert_eq!(rv["dmarc"], "fail", "{v:#}");
     assert_eq!(rv["dmarc_policy"], "none", "{v:#}");
-    assert!(v["recommendations"].to_string().contains("p=none"), "{v:#}");
+    // The domain's posture, audited in DNS: p=none told receivers to take it.
+    assert_eq!(v["posture"]["spoofs"], "accept", "{v:#}");
+    assert_eq!(v["posture"]["facts"]["spf_all"], "-all", "{v:#}");
+    assert!(reasons.contains("posture: lab.test publishes DMARC p=none"), "{v:#}");
+    assert!(
+        v["recommendations"].to_string().contains("change p=none to p=quarantine"),
+        "{v:#}"
+    );
 
     // The same answers from the store, and a Markdown incident note.
     let data = d.join("data");
@@ -353,6 +369,7 @@ fn four_verdicts_from_real_traffic() {
             "xyovt@lab.test",
             "--since",
             &started,
+            "--no-dns",
             "--store",
             "--data-dir",
             data_s,
@@ -371,7 +388,7 @@ fn four_verdicts_from_real_traffic() {
     assert!(note.contains("`carol@lab.test`"), "{note}");
 
     // Bad input: not an address.
-    let r = mailwarden(d, &["investigate", "--sender", "nobody", &log]);
+    let r = mailwarden(d, &["investigate", "--no-dns", "--sender", "nobody", &log]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not an address"), "{}", r.stderr);
 }
