@@ -13,6 +13,7 @@ pub mod framing;
 pub mod investigate;
 pub mod parse;
 pub mod posture;
+pub mod report;
 pub mod sample;
 pub mod search;
 pub mod stitch;

@@ -11,5 +11,6 @@ pub mod forward;
 pub mod input;
 pub mod mailcow;
 pub mod pipeline;
+pub mod reports;
 pub mod spf_eval;
 pub mod verify;

@@ -10,7 +10,8 @@
 //!
 //! ```text
 //! <dir>/lock                      writer lock (flock) with the writer's pid
-//! <dir>/meta.sqlite               sources, batch journal, per-day hints, carried checkpoints
+//! <dir>/meta.sqlite               sources, batch journal, per-day hints, carried checkpoints,
+//!                                 DMARC and TLS reports (schema 2, see [`reports`])
 //! <dir>/days/2023-03-14.sqlite    one file per UTC day
 //! ```
 //!
@@ -88,12 +89,14 @@ pub mod error;
 mod keys;
 mod lock;
 pub mod query;
+pub mod reports;
 pub mod schema;
 pub mod store;
 
 pub use batch::Batch;
 pub use error::StoreError;
 pub use query::{LineCursor, ReplayLine, StoredLine};
+pub use reports::{DmarcReportWriter, ReportQuery, StoredDmarcReport, StoredTlsReport};
 pub use schema::{DAY_SCHEMA_VERSION, META_SCHEMA_VERSION};
 pub use store::{
     CommitStats, DayStats, RemovalReason, RemovedDay, RetentionReport, Store, StoreConfig, StoreStats,

@@ -117,10 +117,55 @@ CREATE TABLE checkpoints (
 );
 ";
 
+/// meta.sqlite version 2: DMARC aggregate and SMTP TLS reports (see
+/// [`crate::reports`]). A report is stored once per (organisation, report
+/// id, policy domain) — TLS reports per (organisation, report id) — so
+/// reading the same folder again adds nothing. Headers, records and notes
+/// are JSON of the core's report types.
+const META_V2: &str = "
+CREATE TABLE dmarc_reports (
+    id INTEGER PRIMARY KEY,
+    org TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    begin INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    header TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]',
+    source TEXT NOT NULL,
+    records INTEGER NOT NULL DEFAULT 0,
+    messages INTEGER NOT NULL DEFAULT 0,
+    added INTEGER NOT NULL,
+    UNIQUE (org, report_id, domain)
+);
+CREATE INDEX dmarc_reports_end ON dmarc_reports (end);
+CREATE TABLE dmarc_records (
+    report INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    source_ip TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    PRIMARY KEY (report, seq)
+) WITHOUT ROWID;
+CREATE TABLE tls_reports (
+    id INTEGER PRIMARY KEY,
+    org TEXT NOT NULL,
+    report_id TEXT NOT NULL,
+    begin INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    json TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]',
+    source TEXT NOT NULL,
+    added INTEGER NOT NULL,
+    UNIQUE (org, report_id)
+);
+CREATE INDEX tls_reports_end ON tls_reports (end);
+";
+
 /// Migrations of day files: entry `i` takes a file from version `i` to `i + 1`.
 pub(crate) const DAY_MIGRATIONS: &[&str] = &[DAY_V1];
 /// Migrations of meta.sqlite.
-pub(crate) const META_MIGRATIONS: &[&str] = &[META_V1];
+pub(crate) const META_MIGRATIONS: &[&str] = &[META_V1, META_V2];
 
 /// The schema version this build writes for day files.
 pub const DAY_SCHEMA_VERSION: i64 = DAY_MIGRATIONS.len() as i64;

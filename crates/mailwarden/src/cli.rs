@@ -68,6 +68,10 @@ pub enum Command {
     /// MTA-STS, TLS-RPT, MX, reverse DNS and blocklists. Every finding has a
     /// stable id, a severity and the fix; exits 1 when anything fails.
     Dns(crate::commands::dns::DnsArgs),
+    /// Read DMARC aggregate reports and SMTP TLS reports (XML, JSON, gzip,
+    /// zip, or attached to mails in .eml, mbox and Maildir folders): who sends
+    /// as your domains, and which of them fail authentication.
+    Dmarc(crate::commands::dmarc::DmarcArgs),
 }
 
 /// Where the store is.

@@ -41,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => commands::status::status(args),
         Command::Investigate(args) => commands::investigate::investigate(args),
         Command::Dns(args) => commands::dns::dns(args),
+        Command::Dmarc(args) => commands::dmarc::dmarc(args),
     }
 }
 
