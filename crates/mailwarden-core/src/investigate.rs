@@ -295,7 +295,10 @@ pub fn assess_posture(facts: PostureFacts) -> PostureAssessment {
     let (spoofs, explanation) = match (facts.dmarc.as_deref(), policy) {
         (None, _) if !facts.errors.is_empty() => (
             "unknown",
-            format!("The DMARC record of {d} could not be read ({}); whether receivers reject spoofs is unknown.", facts.errors.join("; ")),
+            format!(
+                "The DMARC record of {d} could not be read ({}); whether receivers reject spoofs is unknown.",
+                facts.errors.join("; ")
+            ),
         ),
         (None, _) => {
             changes.push(format!(
@@ -303,32 +306,49 @@ pub fn assess_posture(facts: PostureFacts) -> PostureAssessment {
             ));
             (
                 "accept",
-                format!("{d} publishes no DMARC record: receivers have no instruction to reject mail that falsely claims {d}, so spoofs are usually delivered."),
+                format!(
+                    "{d} publishes no DMARC record: receivers have no instruction to reject mail that falsely claims {d}, so spoofs are usually delivered."
+                ),
             )
         }
         (Some(_), Some("reject")) if pct >= 100 => (
             "reject",
-            format!("{d} publishes DMARC p=reject: receivers that enforce DMARC reject spoofs that pass neither aligned SPF nor aligned DKIM."),
+            format!(
+                "{d} publishes DMARC p=reject: receivers that enforce DMARC reject spoofs that pass neither aligned SPF nor aligned DKIM."
+            ),
         ),
         (Some(_), Some("reject")) => {
-            changes.push(format!("DMARC of {d}: remove pct={pct} (or set pct=100) so the reject policy applies to all mail."));
+            changes.push(format!(
+                "DMARC of {d}: remove pct={pct} (or set pct=100) so the reject policy applies to all mail."
+            ));
             (
                 "partial",
-                format!("{d} publishes p=reject but pct={pct}: only {pct}% of failing mail is rejected; the rest is quarantined."),
+                format!(
+                    "{d} publishes p=reject but pct={pct}: only {pct}% of failing mail is rejected; the rest is quarantined."
+                ),
             )
         }
         (Some(_), Some("quarantine")) => {
             changes.push(format!("DMARC of {d}: change p=quarantine to p=reject."));
             (
                 "quarantine",
-                format!("{d} publishes p=quarantine: spoofs land in spam folders but are not rejected{}.", if pct < 100 { format!(" (and only {pct}% of them)") } else { String::new() }),
+                format!(
+                    "{d} publishes p=quarantine: spoofs land in spam folders but are not rejected{}.",
+                    if pct < 100 {
+                        format!(" (and only {pct}% of them)")
+                    } else {
+                        String::new()
+                    }
+                ),
             )
         }
         (Some(_), _) => {
             changes.push(format!("DMARC of {d}: change p=none to p=quarantine, then p=reject once your own mail passes DMARC (watch the aggregate reports: mailwarden dmarc)."));
             (
                 "accept",
-                format!("{d} publishes DMARC p=none: receivers were told to deliver mail that fails DMARC, so this spoof was accepted."),
+                format!(
+                    "{d} publishes DMARC p=none: receivers were told to deliver mail that fails DMARC, so this spoof was accepted."
+                ),
             )
         }
     };
@@ -626,7 +646,11 @@ pub fn investigate(mut input: Input) -> Investigation {
             *outcomes.entry(status_name(d.status)).or_default() += 1;
             domains.insert(domain_of(&d.to).to_ascii_lowercase());
         }
-        let matched_by = if rec.from.as_deref().is_some_and(|f| f.eq_ignore_ascii_case(&address)) {
+        let matched_by = if rec
+            .from
+            .as_deref()
+            .is_some_and(|f| f.eq_ignore_ascii_case(&address))
+        {
             "envelope-sender"
         } else if rec
             .header_from
@@ -845,7 +869,10 @@ pub fn investigate(mut input: Input) -> Investigation {
         }
     }
 
-    let header_only: Vec<&MessageEvidence> = messages.iter().filter(|m| m.matched_by == "header-from").collect();
+    let header_only: Vec<&MessageEvidence> = messages
+        .iter()
+        .filter(|m| m.matched_by == "header-from")
+        .collect();
     if let Some(first) = header_only.first() {
         reasons.push(format!(
             "{} message(s) carry {address} only in their From: header (logged by a Postfix header check), with another envelope sender, e.g. queue id {} from <{}> ({})",
@@ -1051,7 +1078,11 @@ pub fn investigate(mut input: Input) -> Investigation {
 
 /// What to tell about spoofs: the domain's posture when it was audited,
 /// else the general advice.
-fn spoof_advice(posture: Option<&PostureAssessment>, reasons: &mut Vec<String>, recommendations: &mut Vec<String>) {
+fn spoof_advice(
+    posture: Option<&PostureAssessment>,
+    reasons: &mut Vec<String>,
+    recommendations: &mut Vec<String>,
+) {
     let Some(p) = posture else {
         recommendations.push(STRICT_DMARC.to_owned());
         return;

@@ -184,10 +184,7 @@ mod tests {
         assert_eq!(score(std::slice::from_ref(&bimi_warn)), 98);
         assert_eq!(worst(&[pass, bimi_warn, spf_fail]), Severity::Fail);
         assert_eq!(worst(&[]), Severity::Pass);
-        let many = vec![
-            Finding::new("spf.x", Area::Spf, Severity::Fail, "a.test", "x");
-            10
-        ];
+        let many = vec![Finding::new("spf.x", Area::Spf, Severity::Fail, "a.test", "x"); 10];
         assert_eq!(score(&many), 0);
     }
 }

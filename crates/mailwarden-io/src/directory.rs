@@ -406,7 +406,9 @@ pub enum DirectoryError {
     },
     /// Mailcow refused the API key. Not retried: Mailcow's netfilter bans
     /// addresses that fail API authentication repeatedly.
-    #[error("Mailcow API {url}: the API key was refused (HTTP {status}); not retrying, because Mailcow bans addresses after repeated failed API logins; check the key and that this host's address is in the key's allowed IPs (System → Configuration → Access → API)")]
+    #[error(
+        "Mailcow API {url}: the API key was refused (HTTP {status}); not retrying, because Mailcow bans addresses after repeated failed API logins; check the key and that this host's address is in the key's allowed IPs (System → Configuration → Access → API)"
+    )]
     ApiAuth {
         /// The URL asked.
         url: String,

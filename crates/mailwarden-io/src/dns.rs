@@ -225,12 +225,11 @@ impl DnsClient {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let fqdn = fully_qualified(name);
         let rtype_text = rtype.to_string();
-        let parsed = hickory_resolver::proto::rr::Name::from_ascii(&fqdn).map_err(|e| {
-            LookupError::BadName {
+        let parsed =
+            hickory_resolver::proto::rr::Name::from_ascii(&fqdn).map_err(|e| LookupError::BadName {
                 name: name.to_owned(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         match self.resolver.lookup(parsed, rtype).await {
             Ok(lookup) => {
                 let records: Vec<Record> = lookup

@@ -1129,7 +1129,10 @@ mod tests {
         let dir = corpus();
         // The public corpus is not shipped with the project: skip, and say so.
         if !dir.is_dir() {
-            eprintln!("SKIPPED: the public corpus is not beside the checkout at {}", dir.display());
+            eprintln!(
+                "SKIPPED: the public corpus is not beside the checkout at {}",
+                dir.display()
+            );
             return;
         }
         let c = read(&[dir], &ReadConfig::default());

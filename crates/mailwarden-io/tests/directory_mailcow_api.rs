@@ -8,7 +8,9 @@
 
 use std::time::Duration;
 
-use mailwarden_io::directory::{AddressKind, ApiConfig, DirectoryError, DirectorySource, lookup, our_domains};
+use mailwarden_io::directory::{
+    AddressKind, ApiConfig, DirectoryError, DirectorySource, lookup, our_domains,
+};
 use mailwarden_testlab::{HttpsRoute, HttpsServer, HttpsSite};
 
 const HOST: &str = "mail.lab.test";
@@ -65,7 +67,9 @@ async fn directory_through_the_api() {
     let requests = server.requests();
     for r in &requests {
         assert!(
-            r.headers.iter().any(|(k, v)| k == "x-api-key" && v == "read-only-key"),
+            r.headers
+                .iter()
+                .any(|(k, v)| k == "x-api-key" && v == "read-only-key"),
             "{r:?}"
         );
         assert_eq!(r.host.as_deref(), Some(HOST));
@@ -95,18 +99,32 @@ async fn a_refused_key_is_asked_once_and_never_again() {
     let err = lookup(&source(&server, "wrong-key"), "alice@lab.test")
         .await
         .expect_err("refused");
-    assert!(matches!(err, DirectoryError::ApiAuth { status: 401, .. }), "{err:?}");
+    assert!(
+        matches!(err, DirectoryError::ApiAuth { status: 401, .. }),
+        "{err:?}"
+    );
     let text = err.to_string();
     assert!(text.contains("not retrying"), "{text}");
-    assert!(!text.contains("wrong-key"), "the key never appears in messages: {text}");
-    assert_eq!(server.requests().len(), 1, "exactly one request with a refused key");
+    assert!(
+        !text.contains("wrong-key"),
+        "the key never appears in messages: {text}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "exactly one request with a refused key"
+    );
 }
 
 #[tokio::test]
 async fn untrusted_certificate_and_missing_key_are_clear_errors() {
     let server = HttpsServer::start(vec![HttpsSite::new(HOST).self_signed()]).expect("HTTPS server");
-    let err = lookup(&source(&server, "k"), "alice@lab.test").await.expect_err("untrusted");
+    let err = lookup(&source(&server, "k"), "alice@lab.test")
+        .await
+        .expect_err("untrusted");
     assert!(err.to_string().contains("TLS"), "{err}");
-    let err = lookup(&source(&server, " "), "alice@lab.test").await.expect_err("no key");
+    let err = lookup(&source(&server, " "), "alice@lab.test")
+        .await
+        .expect_err("no key");
     assert!(err.to_string().contains("MAILCOW_API_KEY"), "{err}");
 }

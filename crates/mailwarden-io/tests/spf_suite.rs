@@ -605,7 +605,10 @@ fn load_suite() -> Option<Vec<Scenario>> {
     let path = suite_path();
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && std::env::var_os("MAILWARDEN_SPF_SUITE").is_none() => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && std::env::var_os("MAILWARDEN_SPF_SUITE").is_none() =>
+        {
             eprintln!(
                 "SKIPPED: the RFC 7208 suite is not at {} (check out ../shared beside the repository, or set \
                  MAILWARDEN_SPF_SUITE to the path of rfc7208-tests.yml)",

@@ -331,6 +331,13 @@ async fn arc_chain_is_verified() {
 
     // No ARC headers at all: none.
     let plain = signed_message();
-    let report = verify_message(plain.as_bytes(), GOOD_IP, "mail.lab.test", "ceo@lab.test", &cfg(&server)).await;
+    let report = verify_message(
+        plain.as_bytes(),
+        GOOD_IP,
+        "mail.lab.test",
+        "ceo@lab.test",
+        &cfg(&server),
+    )
+    .await;
     assert_eq!(report.arc.as_ref().expect("arc checked").result, "none");
 }

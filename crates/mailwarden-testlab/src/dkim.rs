@@ -60,8 +60,7 @@ impl LabSigner {
     /// `raw` (a complete message, CRLF line ends) with a `DKIM-Signature`
     /// header prepended.
     pub fn sign(&self, raw: &str) -> Result<String, LabError> {
-        let key =
-            Ed25519Key::from_pkcs8_der(&self.pkcs8).map_err(|e| dkim_error("loading the key", e))?;
+        let key = Ed25519Key::from_pkcs8_der(&self.pkcs8).map_err(|e| dkim_error("loading the key", e))?;
         let signature = DkimSigner::from_key(key)
             .domain(self.domain.as_str())
             .selector(self.selector.as_str())
@@ -130,7 +129,10 @@ mod tests {
         let signed = signer
             .sign("From: a@lab.test\r\nTo: b@remote.test\r\nSubject: x\r\n\r\nbody\r\n")
             .unwrap();
-        assert!(signed.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;"), "{signed}");
+        assert!(
+            signed.starts_with("DKIM-Signature: v=1; a=ed25519-sha256;"),
+            "{signed}"
+        );
         assert!(signed.contains("d=lab.test"), "{signed}");
         assert!(signed.ends_with("\r\n\r\nbody\r\n"));
     }

@@ -476,7 +476,12 @@ async fn respond(
             headers: req
                 .headers()
                 .iter()
-                .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
         });
     let Some(route) = routes.iter().find(|r| r.path == req.uri().path()) else {

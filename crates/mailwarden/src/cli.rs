@@ -126,7 +126,7 @@ pub struct InvestigateArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "mailcow_api")]
     pub directory: Option<std::path::PathBuf>,
     /// Ask the directory through Mailcow's HTTP API at this URL (e.g.
-    /// https://mail.example.com) instead of its database. The key comes from
+    /// `https://mail.example.com`) instead of its database. The key comes from
     /// MAILCOW_API_KEY or --mailcow-api-key-file (never from the command
     /// line, where other users could read it); a read-only key is enough. A
     /// refused key is not retried: Mailcow bans addresses after failed API

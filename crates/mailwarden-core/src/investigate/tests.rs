@@ -301,15 +301,30 @@ fn facts(dmarc: Option<&str>, policy: Option<&str>, pct: Option<u8>, spf_all: Op
 
 #[test]
 fn posture_decides_whether_spoofs_are_rejected() {
-    let a = assess_posture(facts(Some("v=DMARC1; p=reject"), Some("reject"), None, Some("-all")));
+    let a = assess_posture(facts(
+        Some("v=DMARC1; p=reject"),
+        Some("reject"),
+        None,
+        Some("-all"),
+    ));
     assert_eq!(a.spoofs, "reject");
     assert!(a.changes.is_empty(), "{a:?}");
 
-    let a = assess_posture(facts(Some("v=DMARC1; p=reject; pct=50"), Some("reject"), Some(50), Some("-all")));
+    let a = assess_posture(facts(
+        Some("v=DMARC1; p=reject; pct=50"),
+        Some("reject"),
+        Some(50),
+        Some("-all"),
+    ));
     assert_eq!(a.spoofs, "partial");
     assert!(a.changes[0].contains("pct=50"), "{a:?}");
 
-    let a = assess_posture(facts(Some("v=DMARC1; p=quarantine"), Some("quarantine"), None, Some("~all")));
+    let a = assess_posture(facts(
+        Some("v=DMARC1; p=quarantine"),
+        Some("quarantine"),
+        None,
+        Some("~all"),
+    ));
     assert_eq!(a.spoofs, "quarantine");
     assert!(a.changes[0].contains("p=reject"), "{a:?}");
 
@@ -319,7 +334,10 @@ fn posture_decides_whether_spoofs_are_rejected() {
 
     let a = assess_posture(facts(None, None, None, None));
     assert_eq!(a.spoofs, "accept");
-    assert!(a.changes.iter().any(|c| c.contains("_dmarc.example.com")), "{a:?}");
+    assert!(
+        a.changes.iter().any(|c| c.contains("_dmarc.example.com")),
+        "{a:?}"
+    );
     assert!(a.changes.iter().any(|c| c.contains("Publish SPF")), "{a:?}");
 
     let mut f = facts(None, None, None, None);
@@ -339,5 +357,8 @@ fn posture_decides_whether_spoofs_are_rejected() {
         .fix("flatten includes"),
     );
     let a = assess_posture(f);
-    assert_eq!(a.changes, ["SPF needs 12 DNS lookups (spf.lookups.exceeded): flatten includes"]);
+    assert_eq!(
+        a.changes,
+        ["SPF needs 12 DNS lookups (spf.lookups.exceeded): flatten includes"]
+    );
 }

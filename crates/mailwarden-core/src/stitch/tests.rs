@@ -229,13 +229,19 @@ fn logged_from_header_is_kept_beside_the_envelope_sender() {
 
 #[test]
 fn header_from_addresses() {
-    assert_eq!(header_from_address("From: A <a@b.test>").as_deref(), Some("a@b.test"));
+    assert_eq!(
+        header_from_address("From: A <a@b.test>").as_deref(),
+        Some("a@b.test")
+    );
     assert_eq!(header_from_address("from:a@b.test").as_deref(), Some("a@b.test"));
     assert_eq!(
         header_from_address("From: \"x, y\" <X@B.test>").as_deref(),
         Some("x@b.test")
     );
-    assert_eq!(header_from_address("From: a@b.test (A)").as_deref(), Some("a@b.test"));
+    assert_eq!(
+        header_from_address("From: a@b.test (A)").as_deref(),
+        Some("a@b.test")
+    );
     assert_eq!(header_from_address("Subject: a@b.test"), None);
     assert_eq!(header_from_address("From: undisclosed"), None);
     assert_eq!(header_from_address("From: <>"), None);

@@ -106,7 +106,8 @@ impl ApiDirectory {
         }
         for m in extra {
             if !info.may_send_as.contains(&m) {
-                info.notes.push(format!("{m} may send as it through its sender_acl"));
+                info.notes
+                    .push(format!("{m} may send as it through its sender_acl"));
                 info.may_send_as.push(m);
             }
         }
@@ -164,7 +165,9 @@ fn build(
         }
     }
     for m in mailboxes {
-        let Some(user) = str_field(m, &["username"]) else { continue };
+        let Some(user) = str_field(m, &["username"]) else {
+            continue;
+        };
         // Mailcow's mailbox `active`: 1 active, 2 receives but cannot log
         // in, 0 disabled; the maps accept 1 and 2.
         if active_value(m) == Some(0) {
@@ -174,7 +177,10 @@ fn build(
         mailbox_set.insert(user.clone());
         text.push_str(&format!("{user}\n"));
         let acl = m.get("sender_acl").map(|v| match v {
-            Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
             Value::String(s) => s
                 .split([',', ' '])
                 .filter(|s| !s.is_empty())
@@ -185,7 +191,9 @@ fn build(
         sender_acl.insert(user, acl);
     }
     for a in aliases {
-        let Some(address) = str_field(a, &["address"]) else { continue };
+        let Some(address) = str_field(a, &["address"]) else {
+            continue;
+        };
         let targets = str_field(a, &["goto"]).unwrap_or_default();
         // A mailbox's own alias row (with forwarding targets) is not an alias.
         if mailbox_set.contains(&address) {
@@ -207,10 +215,8 @@ fn build(
         defined_at.insert(address);
     }
     for d in alias_domains {
-        let (Some(alias), Some(target)) = (
-            str_field(d, &["alias_domain"]),
-            str_field(d, &["target_domain"]),
-        ) else {
+        let (Some(alias), Some(target)) = (str_field(d, &["alias_domain"]), str_field(d, &["target_domain"]))
+        else {
             continue;
         };
         if is_active(d) && defined_at.insert(format!("@{alias}")) {
@@ -225,13 +231,12 @@ fn build(
         }
     }
     let source = format!("mailcow-api {base}");
-    let list = AddressList::parse(&PathBuf::from(&source), text.as_bytes()).map_err(|e| {
-        DirectoryError::Api {
+    let list =
+        AddressList::parse(&PathBuf::from(&source), text.as_bytes()).map_err(|e| DirectoryError::Api {
             url: base.to_owned(),
             problem: format!("the API's directory is inconsistent: {e}"),
             fix: "check the entry in the Mailcow UI".to_owned(),
-        }
-    })?;
+        })?;
     Ok(ApiDirectory {
         list,
         inactive,
@@ -289,7 +294,12 @@ impl Client {
         let scheme_https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => return Err(bad(format!("--mailcow-api {:?}: use http:// or https://", cfg.url))),
+            _ => {
+                return Err(bad(format!(
+                    "--mailcow-api {:?}: use http:// or https://",
+                    cfg.url
+                )));
+            }
         };
         let host = uri
             .host()
@@ -356,12 +366,14 @@ impl Client {
                     "check that the Mailcow web server is up and reachable from here",
                 )
             })?
-            .map_err(|e| fail(e, "check the URL and that the Mailcow web server is reachable from here"))?;
+            .map_err(|e| {
+                fail(
+                    e,
+                    "check the URL and that the Mailcow web server is reachable from here",
+                )
+            })?;
         if status == 401 || status == 403 {
-            return Err(DirectoryError::ApiAuth {
-                url,
-                status,
-            });
+            return Err(DirectoryError::ApiAuth { url, status });
         }
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             fail(
@@ -374,7 +386,10 @@ impl Client {
             if lower.contains("authentication") || lower.contains("api") && lower.contains("denied") {
                 return Err(DirectoryError::ApiAuth { url, status });
             }
-            return Err(fail(format!("Mailcow answered an error: {msg}"), "see the Mailcow API log"));
+            return Err(fail(
+                format!("Mailcow answered an error: {msg}"),
+                "see the Mailcow API log",
+            ));
         }
         if !(200..300).contains(&status) {
             return Err(fail(
@@ -403,11 +418,12 @@ impl Client {
         let tcp = tokio::net::TcpStream::connect(target)
             .await
             .map_err(|e| format!("connecting to {target}: {e}"))?;
-        let host_header = if (self.scheme_https && self.port == 443) || (!self.scheme_https && self.port == 80) {
-            self.host.clone()
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
+        let host_header =
+            if (self.scheme_https && self.port == 443) || (!self.scheme_https && self.port == 80) {
+                self.host.clone()
+            } else {
+                format!("{}:{}", self.host, self.port)
+            };
         let request = hyper::Request::get(path)
             .header(HOST, host_header)
             .header("X-API-Key", &self.key)
@@ -497,23 +513,44 @@ mod tests {
     fn api_answers_become_the_same_directory_semantics() {
         let dir = sample();
         let info = dir.lookup(&Addr::parse("team@example.com").unwrap()).unwrap();
-        assert!(matches!(info.kind, super::super::AddressKind::Alias { .. }), "{info:?}");
+        assert!(
+            matches!(info.kind, super::super::AddressKind::Alias { .. }),
+            "{info:?}"
+        );
         assert_eq!(info.may_send_as, ["alice@example.com", "bob@example.com"]);
         assert_eq!(info.source, "mailcow-api https://mail.example.com");
 
         // No entry: the catch-all takes it; bob (its target) and alice
         // (sender_acl @example.com) may send as it.
         let info = dir.lookup(&Addr::parse("xyovt@example.com").unwrap()).unwrap();
-        assert!(matches!(info.kind, super::super::AddressKind::CatchAll { .. }), "{info:?}");
+        assert!(
+            matches!(info.kind, super::super::AddressKind::CatchAll { .. }),
+            "{info:?}"
+        );
         assert_eq!(info.may_send_as, ["alice@example.com", "bob@example.com"]);
-        assert!(info.notes.iter().any(|n| n.contains("alice@example.com may send as it through its sender_acl")));
+        assert!(
+            info.notes
+                .iter()
+                .any(|n| n.contains("alice@example.com may send as it through its sender_acl"))
+        );
 
         let info = dir.lookup(&Addr::parse("old@example.com").unwrap()).unwrap();
-        assert!(info.notes.iter().any(|n| n.contains("alias old@example.com exists but is inactive")), "{info:?}");
+        assert!(
+            info.notes
+                .iter()
+                .any(|n| n.contains("alias old@example.com exists but is inactive")),
+            "{info:?}"
+        );
         let info = dir.lookup(&Addr::parse("gone@example.com").unwrap()).unwrap();
-        assert!(info.notes.iter().any(|n| n.contains("mailbox gone@example.com")), "{info:?}");
+        assert!(
+            info.notes.iter().any(|n| n.contains("mailbox gone@example.com")),
+            "{info:?}"
+        );
         let info = dir.lookup(&Addr::parse("alice@example.net").unwrap()).unwrap();
-        assert!(matches!(info.kind, super::super::AddressKind::DomainAlias { .. }), "{info:?}");
+        assert!(
+            matches!(info.kind, super::super::AddressKind::DomainAlias { .. }),
+            "{info:?}"
+        );
     }
 
     #[test]
@@ -527,7 +564,12 @@ mod tests {
         )
         .unwrap();
         let info = dir.lookup(&Addr::parse("alice@example.com").unwrap()).unwrap();
-        assert!(info.notes.iter().any(|n| n.contains("does not return sender_acl")), "{info:?}");
+        assert!(
+            info.notes
+                .iter()
+                .any(|n| n.contains("does not return sender_acl")),
+            "{info:?}"
+        );
     }
 
     #[test]
@@ -536,7 +578,10 @@ mod tests {
             error_message(&json!({"type": "error", "msg": "authentication failed"})).as_deref(),
             Some("authentication failed")
         );
-        assert_eq!(error_message(&json!([{"type": "error", "msg": ["x"]}])).as_deref(), Some("[\"x\"]"));
+        assert_eq!(
+            error_message(&json!([{"type": "error", "msg": ["x"]}])).as_deref(),
+            Some("[\"x\"]")
+        );
         assert_eq!(error_message(&json!([])), None);
     }
 }

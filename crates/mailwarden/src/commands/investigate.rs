@@ -11,9 +11,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::investigate::{
-    Coverage, DirectoryFacts, Input, Investigation, PostureFacts, Reverification, SampleEvidence, account_event,
-    gap_text,
-    investigate as decide,
+    Coverage, DirectoryFacts, Input, Investigation, PostureFacts, Reverification, SampleEvidence,
+    account_event, gap_text, investigate as decide,
 };
 use mailwarden_core::sample::{Entry, SampleConfig, analyze, split_messages};
 use mailwarden_core::search::SearchQuery;

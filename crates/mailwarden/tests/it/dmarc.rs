@@ -20,7 +20,10 @@ fn corpus() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: the public corpus is not beside the checkout at {}", dir.display());
+        eprintln!(
+            "SKIPPED: the public corpus is not beside the checkout at {}",
+            dir.display()
+        );
         None
     }
 }

@@ -218,7 +218,10 @@ fn four_verdicts_from_real_traffic() {
     assert_eq!(verdict_of(&v), "sent-by-us-authenticated", "{v:#}");
     assert_eq!(v["messages"][0]["matched_by"], "header-from", "{v:#}");
     assert_eq!(v["messages"][0]["envelope_sender"], carol.address, "{v:#}");
-    assert!(v["reasons"].to_string().contains("only in their From: header"), "{v:#}");
+    assert!(
+        v["reasons"].to_string().contains("only in their From: header"),
+        "{v:#}"
+    );
 
     let v = run("relay-me@lab.test", &[&log, &dovecot]);
     assert_eq!(verdict_of(&v), "relayed-by-us-unauthenticated", "{v:#}");
@@ -341,9 +344,14 @@ fn four_verdicts_from_real_traffic() {
     // The domain's posture, audited in DNS: p=none told receivers to take it.
     assert_eq!(v["posture"]["spoofs"], "accept", "{v:#}");
     assert_eq!(v["posture"]["facts"]["spf_all"], "-all", "{v:#}");
-    assert!(reasons.contains("posture: lab.test publishes DMARC p=none"), "{v:#}");
     assert!(
-        v["recommendations"].to_string().contains("change p=none to p=quarantine"),
+        reasons.contains("posture: lab.test publishes DMARC p=none"),
+        "{v:#}"
+    );
+    assert!(
+        v["recommendations"]
+            .to_string()
+            .contains("change p=none to p=quarantine"),
         "{v:#}"
     );
 
