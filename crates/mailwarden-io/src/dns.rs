@@ -168,23 +168,7 @@ impl std::fmt::Debug for DnsClient {
 impl DnsClient {
     /// Builds the client. Needs a Tokio runtime when queries run.
     pub fn new(cfg: &DnsConfig) -> Result<DnsClient, ResolverError> {
-        let (config, mut opts) = match cfg.server {
-            None => hickory_resolver::system_conf::read_system_conf().map_err(|e| {
-                ResolverError(format!(
-                    "reading /etc/resolv.conf: {e} (give --resolver IP[:PORT])"
-                ))
-            })?,
-            Some(addr) => {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-                let mut opts = ResolverOpts::default();
-                opts.use_hosts_file = ResolveHosts::Never;
-                (ResolverConfig::from_name_servers(vec![server]), opts)
-            }
-        };
+        let (config, mut opts) = resolver_setup(cfg.server).map_err(ResolverError)?;
         opts.timeout = if cfg.timeout.is_zero() {
             Duration::from_millis(1)
         } else {
@@ -335,6 +319,26 @@ impl DnsClient {
             RData::PTR(p) => Some(name_text(&p.0)),
             _ => None,
         }))
+    }
+}
+
+/// The resolver configuration for one server (UDP with TCP fallback, no
+/// hosts file), or the system's (`/etc/resolv.conf`) for `None`. Shared by
+/// [`DnsClient`] and the mail-auth verifier.
+pub(crate) fn resolver_setup(server: Option<SocketAddr>) -> Result<(ResolverConfig, ResolverOpts), String> {
+    match server {
+        None => hickory_resolver::system_conf::read_system_conf()
+            .map_err(|e| format!("reading /etc/resolv.conf: {e} (give --resolver IP[:PORT])")),
+        Some(addr) => {
+            let mut udp = ConnectionConfig::udp();
+            udp.port = addr.port();
+            let mut tcp = ConnectionConfig::tcp();
+            tcp.port = addr.port();
+            let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+            let mut opts = ResolverOpts::default();
+            opts.use_hosts_file = ResolveHosts::Never;
+            Ok((ResolverConfig::from_name_servers(vec![server]), opts))
+        }
     }
 }
 

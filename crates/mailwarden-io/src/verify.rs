@@ -15,9 +15,6 @@ use futures_util::FutureExt as _;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
-};
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
@@ -188,20 +185,7 @@ pub(crate) fn build_authenticator(cfg: &VerifyConfig) -> Result<MessageAuthentic
     } else {
         cfg.timeout
     };
-    let (config, mut opts) = match cfg.resolver {
-        None => mail_auth::hickory_resolver::system_conf::read_system_conf()
-            .map_err(|e| format!("reading the system resolver configuration: {e}"))?,
-        Some(addr) => {
-            let mut udp = ConnectionConfig::udp();
-            udp.port = addr.port();
-            let mut tcp = ConnectionConfig::tcp();
-            tcp.port = addr.port();
-            let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-            let mut opts = ResolverOpts::default();
-            opts.use_hosts_file = ResolveHosts::Never;
-            (ResolverConfig::from_name_servers(vec![server]), opts)
-        }
-    };
+    let (config, mut opts) = crate::dns::resolver_setup(cfg.resolver)?;
     opts.timeout = timeout;
     opts.attempts = 1;
     // Every verification gets a fresh resolver; caching across lookups of a
