@@ -65,6 +65,8 @@ pub enum Area {
     Dnsbl,
     /// BIMI (draft-brand-indicators-for-message-identification).
     Bimi,
+    /// DNSSEC signing of the domain and DANE (TLSA) for its MX hosts.
+    Dnssec,
     /// The audit itself (lookups that failed, resolver problems).
     Dns,
 }
@@ -82,6 +84,7 @@ impl Area {
             Area::Ptr => "ptr",
             Area::Dnsbl => "dnsbl",
             Area::Bimi => "bimi",
+            Area::Dnssec => "dnssec",
             Area::Dns => "dns",
         }
     }
@@ -150,7 +153,7 @@ pub fn score(findings: &[Finding]) -> u8 {
         let weight = match f.area {
             Area::Spf | Area::Dmarc => 3,
             Area::Dkim | Area::Mx | Area::Dnsbl => 2,
-            Area::MtaSts | Area::TlsRpt | Area::Ptr | Area::Bimi | Area::Dns => 1,
+            Area::MtaSts | Area::TlsRpt | Area::Ptr | Area::Bimi | Area::Dnssec | Area::Dns => 1,
         };
         penalty += match f.severity {
             Severity::Fail => 8 * weight,

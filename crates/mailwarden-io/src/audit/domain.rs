@@ -110,14 +110,18 @@ pub async fn audit_domain(
                 _ => None,
             }
         };
-        let (dnsbl, mta_sts) = tokio::join!(dnsbl, check_mta_sts(dns, domain, &exchanges, &cfg.https));
-        (mx, dnsbl, mta_sts)
+        let (dnsbl, mta_sts, dnssec) = tokio::join!(
+            dnsbl,
+            check_mta_sts(dns, domain, &exchanges, &cfg.https),
+            super::dnssec::check_dnssec_dane(dns, domain, &exchanges)
+        );
+        (mx, dnsbl, mta_sts, dnssec)
     };
     let (
         (spf, spf_findings),
         (dkim, dkim_findings),
         (dmarc, dmarc_findings),
-        (mut mx, mut dnsbl, mut mta_sts),
+        (mut mx, mut dnsbl, mut mta_sts, dnssec_findings),
         tlsrpt_answer,
         bimi_answer,
     ) = tokio::join!(
@@ -163,6 +167,7 @@ pub async fn audit_domain(
     findings.append(&mut mta_sts.findings);
     findings.extend(tlsrpt_findings);
     findings.extend(bimi_findings);
+    findings.extend(dnssec_findings);
 
     Ok(DomainReport {
         domain: domain.to_owned(),

@@ -6,6 +6,7 @@ pub mod bimi;
 pub mod dkim;
 pub mod dmarc;
 pub mod dnsbl;
+pub mod dnssec;
 pub mod domain;
 pub mod mta_sts;
 pub mod mx;

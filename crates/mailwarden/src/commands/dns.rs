@@ -272,6 +272,7 @@ fn area_title(a: Area) -> &'static str {
         Area::Ptr => "Reverse DNS",
         Area::Dnsbl => "Blocklists",
         Area::Bimi => "BIMI",
+        Area::Dnssec => "DNSSEC / DANE",
         Area::Dns => "DNS",
     }
 }

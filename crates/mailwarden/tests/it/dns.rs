@@ -689,3 +689,30 @@ fn whole_audit_with_mx_ptr_dnsbl_and_mta_sts() {
     // The MX-side findings are in the one list, not repeated per area.
     assert!(report["mx"]["findings"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn dnssec_and_dane_are_reported() {
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    let dns = start(vec![
+        clean_zone("secure.test")
+            .record(format!("@ DNSKEY 257 3 13 {key}"))
+            .record(
+                "_25._tcp.mail TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000",
+            ),
+        clean_zone("plain.test"),
+        reverse_zone(&[("10", "mail.secure.test")]),
+    ]);
+    let (_, report) = audit(&dns, "secure.test", &[]);
+    assert_has(&report, "dnssec.signed", "pass");
+    assert_has(&report, "dane.tlsa", "pass");
+    assert_lacks(&report, "dane.none");
+    let (_, report) = audit(&dns, "plain.test", &[]);
+    assert_has(&report, "dnssec.unsigned", "info");
+    assert_has(&report, "dane.none", "info");
+    assert!(
+        finding(&report, "dane.none")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("TLSA 3 1 1")
+    );
+}
