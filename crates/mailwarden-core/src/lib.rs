@@ -7,6 +7,7 @@
 //! Data flow: line → [`framing`] → [`parse`] → [`event::Event`] →
 //! [`stitch`] (per-message records) → [`summary`] / [`search`].
 
+pub mod detect;
 pub mod escape;
 pub mod event;
 pub mod framing;

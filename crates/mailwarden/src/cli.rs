@@ -72,6 +72,10 @@ pub enum Command {
     /// zip, or attached to mails in .eml, mbox and Maildir folders): who sends
     /// as your domains, and which of them fail authentication.
     Dmarc(crate::commands::dmarc::DmarcArgs),
+    /// Run the detection rules (mail anomalies: outbound bursts, senders
+    /// that are no mailbox, brute force, relay attempts, spoofing waves, …)
+    /// over past logs or the store, and print the alerts they raise.
+    Detect(crate::commands::detect::DetectArgs),
 }
 
 /// Where the store is.

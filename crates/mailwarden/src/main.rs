@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Investigate(args) => commands::investigate::investigate(args),
         Command::Dns(args) => commands::dns::dns(args),
         Command::Dmarc(args) => commands::dmarc::dmarc(args),
+        Command::Detect(args) => commands::detect::detect(args),
     }
 }
 

@@ -3,6 +3,7 @@
 //! binary in a temporary directory.
 
 mod cli;
+mod detect;
 mod dmarc;
 mod dns;
 mod e2e_mail;
