@@ -126,9 +126,11 @@ mod list;
 mod mailcow_api;
 mod mailcow_db;
 mod postfix;
+mod snapshot;
 
 pub use list::AddressList;
 pub use mailcow_api::ApiConfig;
+pub use snapshot::{Snapshot, snapshot};
 
 /// What an address is, as far as delivery goes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
+use mailwarden_core::detect::SenderStatus;
 use mailwarden_io::directory::{
-    AddressKind, ApiConfig, DirectoryError, DirectorySource, lookup, our_domains,
+    AddressKind, ApiConfig, DirectoryError, DirectorySource, lookup, our_domains, snapshot,
 };
 use mailwarden_testlab::{HttpsRoute, HttpsServer, HttpsSite};
 
@@ -63,6 +64,15 @@ async fn directory_through_the_api() {
     let info = lookup(&src, "team@lab.test").await.expect("lookup");
     assert!(matches!(info.kind, AddressKind::Alias { .. }), "{info:?}");
     assert_eq!(our_domains(&src).await.expect("domains"), ["lab.test"]);
+
+    // The whole directory in memory, as the detection rules use it.
+    let before = server.requests().len();
+    let snap = snapshot(&src).await.expect("snapshot");
+    assert_eq!(server.requests().len(), before + 4, "one request per list");
+    assert_eq!(snap.sender_status("team@lab.test"), SenderStatus::Known);
+    assert_eq!(snap.sender_status("alice@lab.test"), SenderStatus::Known);
+    assert_eq!(snap.sender_status("xyovt@lab.test"), SenderStatus::Unknown);
+    assert_eq!(snap.sender_status("x@elsewhere.test"), SenderStatus::NotOurs);
 
     let requests = server.requests();
     for r in &requests {

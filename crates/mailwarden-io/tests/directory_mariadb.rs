@@ -608,3 +608,38 @@ async fn wrong_database_or_schema_or_port() {
         "{msg}"
     );
 }
+
+/// The whole directory in memory (what `detect` and `serve` give the
+/// sender-not-mailbox rule): the same answers as one lookup each.
+#[tokio::test]
+async fn the_snapshot_answers_like_lookups() {
+    use mailwarden_core::detect::SenderStatus;
+    let db = TestDb::mailcow().await;
+    let snap = directory::snapshot(&db.source()).await.unwrap();
+    assert!(snap.source().starts_with("mailcow-db "), "{}", snap.source());
+    assert!(snap.skipped().is_empty(), "{:?}", snap.skipped());
+    for (address, want) in [
+        ("alice@example.com", SenderStatus::Known),
+        ("dave@example.com", SenderStatus::Known),
+        // Inactive: Postfix would not accept it, so it is no mailbox now.
+        ("carol@example.com", SenderStatus::Unknown),
+        ("team@example.com", SenderStatus::Known),
+        ("old@example.com", SenderStatus::Unknown),
+        ("shop.xkcd@example.com", SenderStatus::Known),
+        ("expired.abc@example.com", SenderStatus::Unknown),
+        // Only the catch-all covers it.
+        ("xyovt@example.org", SenderStatus::Unknown),
+        ("eve@example.org", SenderStatus::Known),
+        ("alice@example.net", SenderStatus::Known),
+        ("team@example.net", SenderStatus::Unknown),
+        // Inactive alias domain: still one of ours.
+        ("alice@example.info", SenderStatus::Unknown),
+        ("someone@elsewhere.test", SenderStatus::NotOurs),
+    ] {
+        assert_eq!(snap.sender_status(address), want, "{address}");
+    }
+    let domains = snap.domains();
+    for d in ["example.com", "example.org", "example.net", "example.info"] {
+        assert!(domains.contains(&d.to_owned()), "{d} in {domains:?}");
+    }
+}

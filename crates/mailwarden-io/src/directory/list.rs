@@ -151,6 +151,21 @@ impl AddressList {
         self.lookup_addr(&Addr::parse(address)?)
     }
 
+    /// Entries in the list (mailboxes, aliases, catch-alls, alias domains,
+    /// declared domains).
+    pub fn len(&self) -> usize {
+        self.mailboxes.len()
+            + self.aliases.len()
+            + self.catch_alls.len()
+            + self.alias_domains.len()
+            + self.declared.len()
+    }
+
+    /// Whether the list has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every domain the list names (declared, of mailboxes, aliases and
     /// catch-alls, alias domains and their targets), sorted.
     pub fn domains(&self) -> Vec<String> {

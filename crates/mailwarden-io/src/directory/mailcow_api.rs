@@ -84,6 +84,11 @@ pub(super) async fn our_domains(cfg: &ApiConfig) -> Result<Vec<String>, Director
 }
 
 impl ApiDirectory {
+    /// The address list and the source's name.
+    pub(super) fn into_list(self) -> (AddressList, String) {
+        (self.list, self.source)
+    }
+
     fn lookup(&self, addr: &Addr) -> Result<AddressInfo, DirectoryError> {
         let mut info = self.list.lookup_addr(addr)?;
         info.source = self.source.clone();

@@ -575,3 +575,72 @@ fn text(row: &Row, i: usize) -> Option<String> {
 fn unix_time(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map_or_else(|_| format!("Unix time {secs}"), |t| t.to_string())
 }
+
+/// The whole directory as list-file entries (see [`super::snapshot`]): the
+/// entries Postfix's maps would accept now — mailboxes with `active` 1 or 2,
+/// active aliases and catch-alls, spam aliases still valid by the
+/// database's clock, active alias domains, and every domain. Returns the
+/// entries and the source's name.
+pub(super) async fn entries(cfg: &DbConfig) -> Result<(super::snapshot::Entries, String), DirectoryError> {
+    let mut db = Db::connect(cfg).await?;
+    let result = db.entries().await;
+    let source = db.source();
+    db.close().await;
+    Ok((result?, source))
+}
+
+impl Db {
+    async fn entries(&mut self) -> Result<super::snapshot::Entries, DirectoryError> {
+        let mut e = super::snapshot::Entries::default();
+        for row in self
+            .rows("SELECT username FROM mailbox WHERE active IN (1, 2)", Vec::new())
+            .await?
+        {
+            if let Some(u) = text(&row, 0) {
+                e.mailboxes.push(u);
+            }
+        }
+        for row in self
+            .rows("SELECT address, goto FROM alias WHERE active = 1", Vec::new())
+            .await?
+        {
+            if let (Some(a), Some(g)) = (text(&row, 0), text(&row, 1)) {
+                e.aliases.push((a, g));
+            }
+        }
+        for row in self
+            .rows(
+                "SELECT address, goto FROM spamalias WHERE validity >= UNIX_TIMESTAMP()",
+                Vec::new(),
+            )
+            .await?
+        {
+            if let (Some(a), Some(g)) = (text(&row, 0), text(&row, 1)) {
+                e.aliases.push((a, g));
+            }
+        }
+        for row in self
+            .rows(
+                "SELECT alias_domain, target_domain FROM alias_domain WHERE active = 1",
+                Vec::new(),
+            )
+            .await?
+        {
+            if let (Some(a), Some(t)) = (text(&row, 0), text(&row, 1)) {
+                e.alias_domains.push((a, t));
+            }
+        }
+        for row in self
+            .rows(
+                "SELECT domain FROM domain UNION SELECT alias_domain FROM alias_domain",
+                Vec::new(),
+            )
+            .await?
+        {
+            if let Some(d) = text(&row, 0) {
+                e.domains.push(d);
+            }
+        }
+        Ok(e)
+    }
+}
