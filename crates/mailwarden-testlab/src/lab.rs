@@ -309,9 +309,12 @@ impl MailLab {
         for u in USERS {
             vmailbox.push_str(&format!("{} OK\n", u.address));
         }
+        // Subdomains of remote.test go to the sink too: scenarios that mail
+        // many different domains (a spam burst) use them.
         let transport = format!(
-            "{REMOTE_DOMAIN} smtp:[127.0.0.1]:{}\n{DEFERRED_DOMAIN} smtp:[127.0.0.1]:{}\n",
-            self.ports.sink, self.ports.closed
+            "{REMOTE_DOMAIN} smtp:[127.0.0.1]:{sink}\n.{REMOTE_DOMAIN} smtp:[127.0.0.1]:{sink}\n{DEFERRED_DOMAIN} smtp:[127.0.0.1]:{}\n",
+            self.ports.closed,
+            sink = self.ports.sink,
         );
         let etc = &self.mta.config_dir;
         let mut mta_params: Vec<(&str, String)> = vec![
@@ -395,7 +398,10 @@ impl MailLab {
                 port: self.ports.sink,
                 overrides: Vec::new(),
             }],
-            &[("transport", format!("{REMOTE_DOMAIN} discard:remote.test sink\n"))],
+            &[(
+                "transport",
+                format!("{REMOTE_DOMAIN} discard:remote.test sink\n.{REMOTE_DOMAIN} discard:remote.test sink\n"),
+            )],
         )
     }
 

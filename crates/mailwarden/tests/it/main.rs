@@ -4,6 +4,7 @@
 
 mod cli;
 mod detect;
+mod detect_lab;
 mod dmarc;
 mod dns;
 mod e2e_mail;
