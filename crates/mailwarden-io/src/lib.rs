@@ -10,6 +10,7 @@ pub mod dns;
 pub mod forward;
 pub mod input;
 pub mod mailcow;
+pub mod notify;
 pub mod pipeline;
 pub mod reports;
 pub mod spf_eval;

@@ -13,18 +13,25 @@
 //!
 //! The server runs on its own thread with its own Tokio runtime, so it works
 //! the same from synchronous and asynchronous tests; dropping it stops it.
-//! It answers HTTP/1.1 only and records every request it receives
-//! ([`HttpsServer::requests`]), so a test can see, for instance, that a
-//! redirect was not followed.
+//! It answers HTTP/1.1 only and records every request it receives, body
+//! included ([`HttpsServer::requests`]), so a test can see, for instance,
+//! that a redirect was not followed or what a webhook sent.
+//!
+//! [`HttpsServer::start_plain`] serves the same kind of routes over plain
+//! HTTP (no TLS, any `Host`), for clients that speak both. A route can be
+//! limited to a number of answers ([`HttpsRoute::times`]); the next route for
+//! the same path answers after it, which scripts sequences such as
+//! `503, 503, 200`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -69,6 +76,9 @@ pub struct HttpsRoute {
     /// Never answer: the server reads the request and then keeps the
     /// connection open without responding (for timeout tests).
     pub hang: bool,
+    /// Answer at most this many requests; later requests for the path go to
+    /// the next route for it (`None`: no limit).
+    pub times: Option<usize>,
 }
 
 impl HttpsRoute {
@@ -80,6 +90,7 @@ impl HttpsRoute {
             headers: Vec::new(),
             body: Vec::new(),
             hang: false,
+            times: None,
         }
     }
 
@@ -114,6 +125,25 @@ impl HttpsRoute {
     #[must_use]
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// Answers only the first `n` requests for the path; then the next
+    /// route with the same path takes over (or `404` if there is none).
+    ///
+    /// ```
+    /// use mailwarden_testlab::HttpsRoute;
+    ///
+    /// // 503 twice, then 200.
+    /// let script = vec![
+    ///     HttpsRoute::new("/hook", 503).times(2),
+    ///     HttpsRoute::new("/hook", 200),
+    /// ];
+    /// assert_eq!(script[0].times, Some(2));
+    /// ```
+    #[must_use]
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
         self
     }
 }
@@ -191,7 +221,22 @@ pub struct HttpsRequest {
     pub host: Option<String>,
     /// Every request header as (lower-case name, value), in order.
     pub headers: Vec<(String, String)>,
+    /// The request body (at most [`MAX_RECORDED_BODY`] bytes are kept).
+    pub body: Vec<u8>,
 }
+
+impl HttpsRequest {
+    /// The value of the first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Request body bytes kept per recorded request.
+pub const MAX_RECORDED_BODY: usize = 1 << 20;
 
 /// A running HTTPS server on `127.0.0.1:<ephemeral port>`.
 ///
@@ -219,6 +264,17 @@ impl HttpsServer {
     /// port and starts serving. Connections whose SNI names no site (or
     /// that send no SNI) are refused during the handshake.
     pub fn start(sites: Vec<HttpsSite>) -> Result<HttpsServer, LabError> {
+        HttpsServer::start_inner(sites, None)
+    }
+
+    /// Serves `routes` over plain HTTP (no TLS) for any `Host`, on a free
+    /// loopback port. [`ca_pem`](Self::ca_pem) still names a CA file, which
+    /// vouches for nothing this server presents.
+    pub fn start_plain(routes: Vec<HttpsRoute>) -> Result<HttpsServer, LabError> {
+        HttpsServer::start_inner(Vec::new(), Some(routes))
+    }
+
+    fn start_inner(sites: Vec<HttpsSite>, plain: Option<Vec<HttpsRoute>>) -> Result<HttpsServer, LabError> {
         let dir = tempfile::Builder::new()
             .prefix("mailwarden-https-")
             .tempdir()
@@ -233,13 +289,13 @@ impl HttpsServer {
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut by_name: HashMap<String, Arc<CertifiedKey>> = HashMap::new();
-        let mut routes: HashMap<String, Arc<Vec<HttpsRoute>>> = HashMap::new();
+        let mut routes: HashMap<String, Arc<Routes>> = HashMap::new();
         for site in &sites {
             let (chain, key) = pki.leaf(&site.certificate_names, site.certificate)?;
             let certified = CertifiedKey::from_der(chain, key, &provider)
                 .map_err(|e| startup(format!("loading the certificate for {:?}: {e}", site.names)))?;
             let certified = Arc::new(certified);
-            let site_routes = Arc::new(site.routes.clone());
+            let site_routes = Arc::new(Routes::new(site.routes.clone()));
             for name in &site.names {
                 let name = name.to_ascii_lowercase();
                 if by_name.insert(name.clone(), Arc::clone(&certified)).is_some() {
@@ -254,7 +310,9 @@ impl HttpsServer {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { by_name }));
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let acceptor = plain
+            .is_none()
+            .then(|| tokio_rustls::TlsAcceptor::from(Arc::new(tls)));
 
         let listener = StdTcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| LabError::io("binding a loopback port for the HTTPS server", e))?;
@@ -273,6 +331,7 @@ impl HttpsServer {
         let (shutdown, stop) = oneshot::channel();
         let state = Arc::new(State {
             routes,
+            plain: plain.map(|r| Arc::new(Routes::new(r))),
             requests: Arc::clone(&requests),
         });
         let thread = std::thread::Builder::new()
@@ -336,14 +395,15 @@ fn startup(problem: String) -> LabError {
     }
 }
 
-/// The test CA: its PEM and the issuer that signs leaf certificates.
-struct TestCa {
-    pem: String,
+/// The test CA: its PEM and the issuer that signs leaf certificates (also
+/// used by the mail lab for its STARTTLS certificate).
+pub(crate) struct TestCa {
+    pub(crate) pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl TestCa {
-    fn new() -> Result<TestCa, LabError> {
+    pub(crate) fn new() -> Result<TestCa, LabError> {
         let key = KeyPair::generate().map_err(|e| startup(format!("CA key: {e}")))?;
         let mut params = CertificateParams::new(Vec::<String>::new())
             .map_err(|e| startup(format!("CA parameters: {e}")))?;
@@ -386,6 +446,23 @@ impl TestCa {
             .map_err(|e| startup(format!("site key encoding: {e}")))?;
         Ok((vec![cert.der().clone()], key))
     }
+
+    /// A server certificate for `names` (DNS names or IP addresses) from
+    /// this CA, as PEM: (certificate, private key).
+    pub(crate) fn leaf_pem(&self, names: &[String]) -> Result<(String, String), LabError> {
+        let key = KeyPair::generate().map_err(|e| startup(format!("server key: {e}")))?;
+        let mut params = CertificateParams::new(names.to_vec())
+            .map_err(|e| startup(format!("certificate names {names:?}: {e}")))?;
+        if let Some(first) = names.first() {
+            params.distinguished_name.push(DnType::CommonName, first.as_str());
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| startup(format!("certificate for {names:?}: {e}")))?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
 }
 
 /// Picks the certificate by SNI name; no match (or no SNI) aborts the
@@ -402,14 +479,45 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// A site's routes and how often each has answered.
+#[derive(Default)]
+struct Routes {
+    routes: Vec<HttpsRoute>,
+    used: Vec<AtomicUsize>,
+}
+
+impl Routes {
+    fn new(routes: Vec<HttpsRoute>) -> Routes {
+        let used = routes.iter().map(|_| AtomicUsize::new(0)).collect();
+        Routes { routes, used }
+    }
+
+    /// The first route for `path` that still answers; counts the answer.
+    fn pick(&self, path: &str) -> Option<&HttpsRoute> {
+        self.routes.iter().zip(&self.used).find_map(|(route, used)| {
+            if route.path != path {
+                return None;
+            }
+            let n = used.fetch_add(1, Ordering::SeqCst);
+            if route.times.is_some_and(|max| n >= max) {
+                used.fetch_sub(1, Ordering::SeqCst);
+                return None;
+            }
+            Some(route)
+        })
+    }
+}
+
 struct State {
-    routes: HashMap<String, Arc<Vec<HttpsRoute>>>,
+    routes: HashMap<String, Arc<Routes>>,
+    /// Plain-HTTP mode: the routes for every request.
+    plain: Option<Arc<Routes>>,
     requests: Arc<Mutex<Vec<HttpsRequest>>>,
 }
 
 async fn serve(
     listener: StdTcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
     state: Arc<State>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -429,6 +537,11 @@ async fn serve(
         // Connections run as tasks of this runtime, so they end when the
         // server thread returns.
         tokio::spawn(async move {
+            let Some(acceptor) = acceptor else {
+                let routes = state.plain.clone().unwrap_or_default();
+                serve_connection(tcp, state, routes, None).await;
+                return;
+            };
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
@@ -438,25 +551,46 @@ async fn serve(
                 .and_then(|n| state.routes.get(n))
                 .cloned()
                 .unwrap_or_default();
-            let service = service_fn(move |req: Request<Incoming>| {
-                let state = Arc::clone(&state);
-                let routes = Arc::clone(&routes);
-                let sni = sni.clone();
-                async move { Ok::<_, Infallible>(respond(&state, &routes, sni, &req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service)
-                .await;
+            serve_connection(tls, state, routes, sni).await;
         });
     }
 }
 
+/// Serves HTTP/1.1 requests on one connection (TLS or plain).
+async fn serve_connection<S>(io: S, state: Arc<State>, routes: Arc<Routes>, sni: Option<String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let state = Arc::clone(&state);
+        let routes = Arc::clone(&routes);
+        let sni = sni.clone();
+        async move { Ok::<_, Infallible>(respond(&state, &routes, sni, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 async fn respond(
     state: &State,
-    routes: &[HttpsRoute],
+    routes: &Routes,
     sni: Option<String>,
-    req: &Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    // Keep the first MAX_RECORDED_BODY bytes; read (and drop) the rest so the
+    // client is never blocked on a full window.
+    let mut body = body;
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            let room = MAX_RECORDED_BODY.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    let req = Request::from_parts(parts, ());
     let path = req
         .uri()
         .path_and_query()
@@ -483,8 +617,9 @@ async fn respond(
                     )
                 })
                 .collect(),
+            body: kept,
         });
-    let Some(route) = routes.iter().find(|r| r.path == req.uri().path()) else {
+    let Some(route) = routes.pick(req.uri().path()) else {
         let mut not_found = Response::new(Full::new(Bytes::from_static(b"not found\n")));
         *not_found.status_mut() = StatusCode::NOT_FOUND;
         return not_found;
@@ -578,6 +713,44 @@ mod tests {
             ]
         );
         assert_eq!(requests[0].host.as_deref(), Some("a.lab.test"));
+    }
+
+    #[test]
+    fn plain_mode_records_bodies_and_scripts_statuses() {
+        let server = HttpsServer::start_plain(vec![
+            HttpsRoute::new("/hook", 503).times(2),
+            HttpsRoute::new("/hook", 200),
+        ])
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let statuses: Vec<String> = rt.block_on(async {
+            let mut out = Vec::new();
+            for n in 0..3 {
+                let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+                let request = format!(
+                    "POST /hook HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nConnection: close\r\n\r\n{n}"
+                );
+                tcp.write_all(request.as_bytes()).await.unwrap();
+                let mut response = String::new();
+                tcp.read_to_string(&mut response).await.unwrap();
+                out.push(response.lines().next().unwrap_or_default().to_owned());
+            }
+            out
+        });
+        assert_eq!(
+            statuses,
+            [
+                "HTTP/1.1 503 Service Unavailable",
+                "HTTP/1.1 503 Service Unavailable",
+                "HTTP/1.1 200 OK"
+            ]
+        );
+        let bodies: Vec<Vec<u8>> = server.requests().into_iter().map(|r| r.body).collect();
+        assert_eq!(bodies, [b"0".to_vec(), b"1".to_vec(), b"2".to_vec()]);
+        assert_eq!(server.requests()[0].header("content-length"), Some("1"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::dovecot::{DovecotInstance, DovecotParams};
 use crate::error::LabError;
+use crate::https::TestCa;
 use crate::postfix::{self, PostfixInstance};
 use crate::swaks::SwaksRun;
 use crate::sys;
@@ -42,6 +43,13 @@ pub struct LabOptions {
     /// (`header_checks` with `/^From:/ INFO`, as the README recommends for
     /// investigations). Default: false.
     pub log_header_from: bool,
+    /// Offer STARTTLS on the mail server's smtp and submission listeners
+    /// (`smtpd_tls_security_level = may`, `smtpd_tls_loglevel = 1`, so the
+    /// log shows each TLS connection), with a certificate for
+    /// [`MAIL_HOSTNAME`], `localhost` and 127.0.0.1 from a test CA made for
+    /// this lab ([`MailLab::tls_ca_pem`]). The sink never offers TLS.
+    /// Default: false.
+    pub smtpd_tls: bool,
 }
 
 impl Default for LabOptions {
@@ -53,6 +61,7 @@ impl Default for LabOptions {
             startup_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             log_header_from: false,
+            smtpd_tls: false,
         }
     }
 }
@@ -343,6 +352,14 @@ impl MailLab {
             ("smtpd_sasl_auth_enable", "no".into()),
             ("smtpd_sasl_authenticated_header", "no".into()),
         ];
+        if self.opts.smtpd_tls {
+            let chain = self.write_tls_files()?;
+            mta_params.extend([
+                ("smtpd_tls_security_level", "may".to_owned()),
+                ("smtpd_tls_chain_files", chain),
+                ("smtpd_tls_loglevel", "1".to_owned()),
+            ]);
+        }
         let mut tables = vec![("vmailbox", vmailbox), ("transport", transport)];
         if self.opts.log_header_from {
             mta_params.push((
@@ -400,7 +417,9 @@ impl MailLab {
             }],
             &[(
                 "transport",
-                format!("{REMOTE_DOMAIN} discard:remote.test sink\n.{REMOTE_DOMAIN} discard:remote.test sink\n"),
+                format!(
+                    "{REMOTE_DOMAIN} discard:remote.test sink\n.{REMOTE_DOMAIN} discard:remote.test sink\n"
+                ),
             )],
         )
     }
@@ -487,6 +506,35 @@ impl MailLab {
     /// The lab's temporary directory.
     pub fn dir(&self) -> &Path {
         &self.root
+    }
+
+    /// The test CA (PEM) that issued the mail server's STARTTLS
+    /// certificate, when the lab runs with [`LabOptions::smtpd_tls`].
+    pub fn tls_ca_pem(&self) -> Option<PathBuf> {
+        self.opts.smtpd_tls.then(|| self.root.join("tls/ca.pem"))
+    }
+
+    /// Writes the test CA and the server key and certificate under
+    /// `tls/`; returns the `smtpd_tls_chain_files` value (key, then
+    /// certificate).
+    fn write_tls_files(&self) -> Result<String, LabError> {
+        let dir = self.root.join("tls");
+        fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+        let ca = TestCa::new()?;
+        let names = [MAIL_HOSTNAME, "localhost", "127.0.0.1"].map(str::to_owned);
+        let (cert, key) = ca.leaf_pem(&names)?;
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.join(name);
+            fs::write(&path, text)
+                .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
+                .map_err(|e| LabError::io(format!("writing {}", path.display()), e))?;
+            Ok::<_, LabError>(path)
+        };
+        write("ca.pem", &ca.pem, 0o644)?;
+        // smtpd reads its key as root, before it drops privileges.
+        let key = write("smtpd.key", &key, 0o600)?;
+        let cert = write("smtpd.pem", &cert, 0o644)?;
+        Ok(format!("{}, {}", key.display(), cert.display()))
     }
 
     /// The loopback ports in use.

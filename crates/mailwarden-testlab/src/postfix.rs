@@ -105,7 +105,10 @@ impl PostfixInstance {
             ("smtpd_tls_security_level", "none".into()),
             ("smtp_tls_security_level", "none".into()),
         ];
-        for (k, v) in common.iter().chain(params.iter()) {
+        // A parameter given by the caller replaces the common one (Postfix
+        // warns about a name set twice in main.cf).
+        let common = common.iter().filter(|(k, _)| !params.iter().any(|(p, _)| p == k));
+        for (k, v) in common.chain(params.iter()) {
             let _ = writeln!(main, "{k} = {v}");
         }
         self.write_file("main.cf", &main)?;
@@ -237,6 +240,7 @@ fn master_cf(listeners: &[Listener]) -> String {
          lmtp      unix  -       -       n       -       -       lmtp\n\
          anvil     unix  -       -       n       -       1       anvil\n\
          scache    unix  -       -       n       -       1       scache\n\
+         tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n\
          postlog   unix-dgram n  -       n       -       1       postlogd\n",
     );
     out
