@@ -11,7 +11,8 @@
 //! ```text
 //! <dir>/lock                      writer lock (flock) with the writer's pid
 //! <dir>/meta.sqlite               sources, batch journal, per-day hints, carried checkpoints,
-//!                                 DMARC and TLS reports (schema 2, see [`reports`])
+//!                                 DMARC and TLS reports (schema 2, see [`reports`]),
+//!                                 alerts and suppressions (schema 3, see [`alerts`])
 //! <dir>/days/2023-03-14.sqlite    one file per UTC day
 //! ```
 //!
@@ -83,6 +84,7 @@
 //! ingests the log (repeated with shifted dates), then prints events/s,
 //! bytes/event and search timings; see the crate's README.md.
 
+pub mod alerts;
 pub mod batch;
 mod day;
 pub mod error;
@@ -93,6 +95,10 @@ pub mod reports;
 pub mod schema;
 pub mod store;
 
+pub use alerts::{
+    AlertCounts, AlertError, AlertQuery, AlertSource, AlertState, AlertStore, RecordOutcome, RecordPolicy,
+    Recorded, StoredAlert, Suppression,
+};
 pub use batch::Batch;
 pub use error::StoreError;
 pub use query::{LineCursor, ReplayLine, StoredLine};

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <dir>/lock                 writer lock (flock) + the holder's pid
-//! <dir>/meta.sqlite          sources, batch journal, per-day hints, carried-over checkpoints
+//! <dir>/meta.sqlite          sources, batch journal, per-day hints, carried-over checkpoints,
+//!                            reports (version 2), alerts and suppressions (version 3)
 //! <dir>/days/YYYY-MM-DD.sqlite  one file per UTC day: lines, keys, messages, mkeys, batches, checkpoints
 //! ```
 //!
@@ -162,10 +163,75 @@ CREATE TABLE tls_reports (
 CREATE INDEX tls_reports_end ON tls_reports (end);
 ";
 
+/// meta.sqlite version 3: stored alerts and suppressions (see
+/// [`crate::alerts`]).
+///
+/// `alerts`: one row per alert as people handle it — episodes of the same
+/// rule and key merged into it (`occurrences`), its state (`open`,
+/// `acknowledged`, `suppressed`), who acknowledged it. Event times are UTC
+/// microseconds plus the logging clock's offset in seconds (`*_ts`, `*_tz`,
+/// as in day files); wall times (`created`, `updated`, `ack_at`,
+/// `notified_at`) are UTC microseconds. `severity` is the rank (0
+/// informational … 4 critical); `json` is the latest episode's `Alert` with
+/// the merged times, count and severity. `alert_episodes` remembers every
+/// episode recorded (rule, key, first event) so recording one again changes
+/// nothing. `suppressions`: `key` NULL matches every key of the rule, else a
+/// pattern where `*` matches any run of characters; active while `until`
+/// (wall time) is in the future.
+const META_V3: &str = "
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    first_ts INTEGER NOT NULL,
+    first_tz INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
+    last_tz INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    occurrences INTEGER NOT NULL DEFAULT 1,
+    message TEXT NOT NULL,
+    json TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'suppressed')),
+    suppression INTEGER,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    ack_at INTEGER,
+    ack_by TEXT,
+    ack_note TEXT,
+    notified_at INTEGER,
+    source TEXT NOT NULL CHECK (source IN ('live', 'replay'))
+);
+CREATE INDEX alerts_state_last ON alerts (state, last_ts);
+CREATE INDEX alerts_rule_key ON alerts (rule, key, last_ts);
+CREATE INDEX alerts_last ON alerts (last_ts);
+CREATE TABLE alert_episodes (
+    rule TEXT NOT NULL,
+    key TEXT NOT NULL,
+    first_ts INTEGER NOT NULL,
+    last_ts INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    alert INTEGER NOT NULL,
+    PRIMARY KEY (rule, key, first_ts)
+) WITHOUT ROWID;
+CREATE INDEX alert_episodes_alert ON alert_episodes (alert);
+CREATE TABLE suppressions (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL,
+    key TEXT,
+    until INTEGER NOT NULL,
+    note TEXT,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX suppressions_rule ON suppressions (rule, until);
+";
+
 /// Migrations of day files: entry `i` takes a file from version `i` to `i + 1`.
 pub(crate) const DAY_MIGRATIONS: &[&str] = &[DAY_V1];
 /// Migrations of meta.sqlite.
-pub(crate) const META_MIGRATIONS: &[&str] = &[META_V1, META_V2];
+pub(crate) const META_MIGRATIONS: &[&str] = &[META_V1, META_V2, META_V3];
 
 /// The schema version this build writes for day files.
 pub const DAY_SCHEMA_VERSION: i64 = DAY_MIGRATIONS.len() as i64;
