@@ -76,6 +76,16 @@ pub enum Command {
     /// that are no mailbox, brute force, relay attempts, spoofing waves, …)
     /// over past logs or the store, and print the alerts they raise.
     Detect(crate::commands::detect::DetectArgs),
+    /// The detection rules: list the built-in and user rules, show one,
+    /// check YAML rule files (every mistake as FILE:LINE:COL with the fix),
+    /// and try a rule file on log files.
+    ///
+    /// User rules are YAML (Sigma-like: field conditions, a condition over
+    /// selections, threshold or distinct count in a timeframe, group-by)
+    /// and run beside the built-ins with `detect --rules PATH`; the format is
+    /// described in docs/rules.md, examples in examples/rules/.
+    #[command(subcommand)]
+    Rules(crate::commands::rules::RulesCommand),
 }
 
 /// Where the store is.
@@ -177,6 +187,7 @@ pub struct ServeArgs {
     /// Do not collect from a Mailcow installation even if one is found.
     #[arg(long)]
     pub no_mailcow: bool,
+
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9465).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,

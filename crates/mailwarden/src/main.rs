@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dns(args) => commands::dns::dns(args),
         Command::Dmarc(args) => commands::dmarc::dmarc(args),
         Command::Detect(args) => commands::detect::detect(args),
+        Command::Rules(cmd) => commands::rules::rules(cmd),
     }
 }
 

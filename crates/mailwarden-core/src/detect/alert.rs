@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{AlertSeverity, RULES};
+use super::catalog::AlertSeverity;
 use crate::event::Position;
 use crate::time::Timestamp;
 
@@ -271,10 +271,23 @@ struct Episode {
 /// A fact to record with a hit: name and value.
 pub(crate) type Fact<'a> = (&'static str, &'a str);
 
+/// What the book knows of a rule: what its alerts say, and its quiet period.
+/// The engine's rule table holds the built-ins, then the user rules.
+#[derive(Clone, Debug)]
+pub(crate) struct RuleMeta {
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) severity: AlertSeverity,
+    pub(crate) attack: Vec<String>,
+    /// Seconds without a match after which an episode closes.
+    pub(crate) quiet_secs: i64,
+}
+
 /// The open episodes of every rule, and the alerts ready to hand out.
 #[derive(Debug)]
 pub(crate) struct Book {
     cfg: BookConfig,
+    rules: Vec<RuleMeta>,
     open: Vec<FxHashMap<Box<str>, Episode>>,
     open_count: usize,
     seq: u64,
@@ -286,15 +299,20 @@ pub(crate) struct Book {
 }
 
 impl Book {
-    pub(crate) fn new(cfg: BookConfig, quiet_secs: Vec<i64>) -> Book {
+    /// A book for the rules of `rules` (numbered by their index).
+    pub(crate) fn new(cfg: BookConfig, rules: Vec<RuleMeta>) -> Book {
         Book {
             cfg,
-            open: RULES.iter().map(|_| FxHashMap::default()).collect(),
+            open: rules.iter().map(|_| FxHashMap::default()).collect(),
             open_count: 0,
             seq: 0,
             closed: Vec::new(),
             opened: Vec::new(),
-            quiet_micros: quiet_secs.iter().map(|s| s.saturating_mul(1_000_000)).collect(),
+            quiet_micros: rules
+                .iter()
+                .map(|r| r.quiet_secs.saturating_mul(1_000_000))
+                .collect(),
+            rules,
             opened_total: 0,
             closed_early: 0,
         }
@@ -378,12 +396,12 @@ impl Book {
         if self.open_count >= self.cfg.max_open {
             self.close_oldest();
         }
-        let info = &RULES[rule];
+        let info = &self.rules[rule];
         let mut alert = Alert {
-            rule: info.id.to_owned(),
-            title: info.title.to_owned(),
+            rule: info.id.clone(),
+            title: info.title.clone(),
             severity: info.severity,
-            attack: info.attack.iter().map(|s| (*s).to_owned()).collect(),
+            attack: info.attack.clone(),
             key: key.to_owned(),
             first,
             last,

@@ -44,6 +44,12 @@
 //! ATT&CK ids, parameters with defaults); parameters are overridden as
 //! `RULE.PARAM=VALUE` and checked against their ranges.
 //!
+//! Users add their own rules in YAML ([`user`], `docs/rules.md`): field
+//! conditions over events or stitched messages, a threshold or distinct
+//! count in a window, group-by. They run after the built-ins on the same
+//! primitives ([`DetectConfig::user_rules`]); the engine numbers them after
+//! the built-ins, and their alerts look like the built-ins' ones.
+//!
 //! # Limits
 //!
 //! Inputs given as separate files are read one after the other: the silence
@@ -63,6 +69,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod user;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,9 +80,10 @@ use rustc_hash::FxHashSet;
 use serde::Serialize;
 
 pub use self::alert::{Alert, Evidence, EvidenceKind, MAX_FACT_VALUES, MAX_SAMPLE_BYTES, sort_alerts};
-use self::alert::{Arena, Book, BookConfig, Sample, TextRef};
+use self::alert::{Arena, Book, BookConfig, RuleMeta, Sample, TextRef};
 pub use self::catalog::{AlertSeverity, ConfigError, Params, RULES, RuleInfo, rule};
 use self::state::MICROS;
+pub use self::user::{RuleError, RuleErrors, RuleSet, RuleSource, UserRule};
 use crate::event::{Event, EventKind, Position};
 use crate::parse::postfix::PostfixMsg;
 use crate::stitch::MessageRecord;
@@ -153,8 +161,10 @@ impl SenderDirectory for AddressSet {
 /// How the engine is set up. Built by the binary from flags or a config file.
 #[derive(Clone)]
 pub struct DetectConfig {
-    /// Only these rule ids run (`None`: every built-in rule).
+    /// Only these rule ids run, built-in or user rules (`None`: every rule).
     pub rules: Option<Vec<String>>,
+    /// User rules, run after the built-ins (see [`user`]).
+    pub user_rules: Arc<RuleSet>,
     /// Parameter overrides, `RULE.PARAM` → value.
     pub settings: BTreeMap<String, i64>,
     /// Our mail domains; more are learned from the logs when `learn_domains`.
@@ -187,6 +197,7 @@ impl Default for DetectConfig {
     fn default() -> DetectConfig {
         DetectConfig {
             rules: None,
+            user_rules: Arc::new(RuleSet::new()),
             settings: BTreeMap::new(),
             our_domains: Vec::new(),
             learn_domains: true,
@@ -206,6 +217,7 @@ impl fmt::Debug for DetectConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DetectConfig")
             .field("rules", &self.rules)
+            .field("user_rules", &self.user_rules.len())
             .field("settings", &self.settings)
             .field("our_domains", &self.our_domains)
             .field("learn_domains", &self.learn_domains)
@@ -225,7 +237,7 @@ impl fmt::Debug for DetectConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RuleStats {
     /// The rule id.
-    pub rule: &'static str,
+    pub rule: String,
     /// Whether it runs.
     pub enabled: bool,
     /// Keys tracked now.
@@ -372,6 +384,7 @@ struct Core {
     auth: auth::AuthRules,
     out: outbound::OutboundRules,
     srv: server::ServerRules,
+    user: user::UserRules,
     live: bool,
     enabled: Vec<bool>,
     now: i64,
@@ -395,12 +408,15 @@ impl Engine {
     /// Builds the engine, checking rule ids, settings and networks.
     pub fn new(cfg: DetectConfig) -> Result<Engine, ConfigError> {
         let params = Params::with_overrides(&cfg.settings)?;
-        let mut enabled = vec![cfg.rules.is_none(); RULES.len()];
+        let users = cfg.user_rules.rules();
+        let mut enabled = vec![cfg.rules.is_none(); RULES.len() + users.len()];
         if let Some(ids) = &cfg.rules {
             for id in ids {
                 let i = RULES
                     .iter()
-                    .position(|r| r.id == id)
+                    .map(|r| r.id)
+                    .chain(users.iter().map(|r| r.id.as_str()))
+                    .position(|r| r == id)
                     .ok_or_else(|| ConfigError::UnknownRule { id: id.clone() })?;
                 enabled[i] = true;
             }
@@ -430,7 +446,25 @@ impl Engine {
             honeypot.push(h);
         }
         let cap = cfg.max_keys.max(16);
-        let quiet: Vec<i64> = (0..RULES.len()).map(|i| params.get(i, "quiet")).collect();
+        // The rule table: the built-ins, then the user rules.
+        let table: Vec<RuleMeta> = RULES
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RuleMeta {
+                id: r.id.to_owned(),
+                title: r.title.to_owned(),
+                severity: r.severity,
+                attack: r.attack.iter().map(|s| (*s).to_owned()).collect(),
+                quiet_secs: params.get(i, "quiet"),
+            })
+            .chain(users.iter().map(|r| RuleMeta {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                severity: r.severity,
+                attack: r.attack.clone(),
+                quiet_secs: r.quiet_secs,
+            }))
+            .collect();
         let on = |i: usize| enabled[i];
         let core = Core {
             book: Book::new(
@@ -439,7 +473,7 @@ impl Engine {
                     max_open: cfg.max_open_alerts.max(1),
                     report_opened: cfg.live,
                 },
-                quiet,
+                table,
             ),
             env: Env {
                 configured: cfg
@@ -461,6 +495,7 @@ impl Engine {
             auth: auth::AuthRules::new(&params, &on, cap, honeypot),
             out: outbound::OutboundRules::new(&params, &on, cap),
             srv: server::ServerRules::new(&params, &on, cap),
+            user: user::UserRules::new(cfg.user_rules.clone(), RULES.len(), &on, cap),
             live: cfg.live,
             enabled,
             now: i64::MIN,
@@ -506,7 +541,13 @@ impl Engine {
         {
             core.env.learn_domain(d);
         }
-        if !outbound::record_matters(rec, &core.env) {
+        let matters = outbound::record_matters(rec, &core.env);
+        let users = if core.user.wants_messages() {
+            core.user.match_record(rec)
+        } else {
+            Vec::new()
+        };
+        if !matters && users.is_empty() {
             return;
         }
         let summary = outbound::record_summary(rec);
@@ -519,7 +560,12 @@ impl Engine {
             stored: &stored,
             arena: &self.arena,
         };
-        core.out.on_record(rec, cx, &mut core.book, &core.env);
+        if matters {
+            core.out.on_record(rec, cx, &mut core.book, &core.env);
+        }
+        if !users.is_empty() {
+            core.user.on_record(rec, &users, cx, &mut core.book);
+        }
     }
 
     /// Ends the input: closes every open alert.
@@ -553,9 +599,11 @@ impl Engine {
         s.learned_domains = core.env.learned.len();
         let mut rules: Vec<RuleStats> = RULES
             .iter()
+            .map(|r| r.id)
+            .chain(core.user_ids())
             .enumerate()
-            .map(|(i, r)| RuleStats {
-                rule: r.id,
+            .map(|(i, id)| RuleStats {
+                rule: id.to_owned(),
                 enabled: core.enabled[i],
                 ..RuleStats::default()
             })
@@ -569,6 +617,7 @@ impl Engine {
         core.auth.state(&mut add);
         core.out.state(&mut add);
         core.srv.state(&mut add);
+        core.user.state(&mut add);
         s.rules = rules;
         s
     }
@@ -581,12 +630,18 @@ impl Engine {
 }
 
 impl Core {
+    /// The ids of the user rules, in engine order.
+    fn user_ids(&self) -> impl Iterator<Item = &str> {
+        self.user.ids()
+    }
+
     fn feed_event(&mut self, ev: &Event<'_>, cx: Cx<'_>) {
         if cx.ts.unix_micros > self.now {
             self.now = cx.ts.unix_micros;
         }
         let Some(family) = ev.kind.family() else {
             self.advance(cx);
+            self.user.on_event(ev, cx, &mut self.book);
             return;
         };
         // The source's own line first: a source that comes back is not
@@ -610,6 +665,7 @@ impl Core {
             _ => {}
         }
         self.srv.on_start_or_crash(ev, cx, &mut self.book);
+        self.user.on_event(ev, cx, &mut self.book);
     }
 
     fn advance(&mut self, cx: Cx<'_>) {
@@ -635,6 +691,7 @@ impl Core {
             self.auth.expire(t);
             self.out.expire(t);
             self.srv.expire(t);
+            self.user.expire(t);
         }
     }
 

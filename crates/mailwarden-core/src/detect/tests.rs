@@ -16,15 +16,15 @@ use crate::stitch::{StitchConfig, Stitcher};
 use crate::time::TimeContext;
 
 /// 2024-03-11T00:00:00Z, a Monday.
-const BASE: i64 = 1_710_115_200;
+pub(super) const BASE: i64 = 1_710_115_200;
 
 /// The RFC 3339 stamp `secs` after [`BASE`] (rsyslog's file format).
-fn at(secs: i64) -> String {
+pub(super) fn at(secs: i64) -> String {
     Timestamp::from_unix_seconds(BASE + secs).to_string()
 }
 
 /// MariaDB's own `YYYY-MM-DD HH:MM:SS` stamp (UTC in these tests).
-fn mariadb_at(secs: i64) -> String {
+pub(super) fn mariadb_at(secs: i64) -> String {
     let c = Timestamp::from_unix_seconds(BASE + secs).local();
     format!(
         "{:04}-{:02}-{:02} {:2}:{:02}:{:02}",
@@ -34,7 +34,7 @@ fn mariadb_at(secs: i64) -> String {
 
 // --- Lines, as the daemons write them. ---
 
-fn sasl_fail(t: i64, ip: &str, user: Option<&str>) -> String {
+pub(super) fn sasl_fail(t: i64, ip: &str, user: Option<&str>) -> String {
     let user = user.map(|u| format!(", sasl_username={u}")).unwrap_or_default();
     format!(
         "{} mx postfix/submission/smtpd[2001]: warning: unknown[{ip}]: SASL LOGIN authentication failed: \
@@ -43,7 +43,7 @@ fn sasl_fail(t: i64, ip: &str, user: Option<&str>) -> String {
     )
 }
 
-fn imap_fail(t: i64, ip: &str, user: &str, attempts: u32) -> String {
+pub(super) fn imap_fail(t: i64, ip: &str, user: &str, attempts: u32) -> String {
     format!(
         "{} mx dovecot[900]: imap-login: Disconnected (auth failed, {attempts} attempts in 12 secs): user=<{user}>, \
          method=PLAIN, rip={ip}, lip=192.0.2.1, TLS, session=<s{t}>",
@@ -51,21 +51,21 @@ fn imap_fail(t: i64, ip: &str, user: &str, attempts: u32) -> String {
     )
 }
 
-fn auth_mismatch(t: i64, ip: &str, user: &str) -> String {
+pub(super) fn auth_mismatch(t: i64, ip: &str, user: &str) -> String {
     format!(
         "{} mx dovecot[900]: auth: passwd-file({user},{ip},<s{t}>): Password mismatch",
         at(t)
     )
 }
 
-fn auth_unknown(t: i64, ip: &str, user: &str) -> String {
+pub(super) fn auth_unknown(t: i64, ip: &str, user: &str) -> String {
     format!(
         "{} mx dovecot[900]: auth: passwd-file({user},{ip},<s{t}>): unknown user",
         at(t)
     )
 }
 
-fn imap_login(t: i64, ip: &str, user: &str) -> String {
+pub(super) fn imap_login(t: i64, ip: &str, user: &str) -> String {
     format!(
         "{} mx dovecot[900]: imap-login: Login: user=<{user}>, method=PLAIN, rip={ip}, lip=192.0.2.1, mpid=4242, \
          TLS, session=<s{t}>",
@@ -73,7 +73,7 @@ fn imap_login(t: i64, ip: &str, user: &str) -> String {
     )
 }
 
-fn sogo_fail(t: i64, ip: &str, user: &str) -> String {
+pub(super) fn sogo_fail(t: i64, ip: &str, user: &str) -> String {
     format!(
         "{} mx sogod[77]: SOGoRootPage Login from '{ip}' for user '{user}' might not have worked - password \
          policy: 65535  grace: -1  expire: -1  bound: 0",
@@ -81,20 +81,20 @@ fn sogo_fail(t: i64, ip: &str, user: &str) -> String {
     )
 }
 
-fn sogo_ok(t: i64, ip: &str, user: &str) -> String {
+pub(super) fn sogo_ok(t: i64, ip: &str, user: &str) -> String {
     format!(
         "{} mx sogod[77]: SOGoRootPage successful login from '{ip}' for user '{user}' - expire = -1  grace = -1",
         at(t)
     )
 }
 
-fn qid(n: u64) -> String {
+pub(super) fn qid(n: u64) -> String {
     format!("{:010X}", 0x1000_0000 + n)
 }
 
 /// One outcome of a recipient.
 #[derive(Clone, Copy)]
-enum Out {
+pub(super) enum Out {
     Sent,
     Bounced,
     Deferred,
@@ -102,7 +102,7 @@ enum Out {
     Local,
 }
 
-fn deliveries(t: i64, q: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
+pub(super) fn deliveries(t: i64, q: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
     rcpts
         .iter()
         .map(|(r, out)| {
@@ -143,7 +143,14 @@ fn deliveries(t: i64, q: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
 }
 
 /// An authenticated submission and its deliveries.
-fn submission(t: i64, n: u64, user: &str, ip: &str, from: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
+pub(super) fn submission(
+    t: i64,
+    n: u64,
+    user: &str,
+    ip: &str,
+    from: &str,
+    rcpts: &[(&str, Out)],
+) -> Vec<String> {
     let q = qid(n);
     let mut v = vec![
         format!(
@@ -168,7 +175,7 @@ fn submission(t: i64, n: u64, user: &str, ip: &str, from: &str, rcpts: &[(&str, 
 }
 
 /// A local `sendmail` submission (pickup) of `nrcpt` recipients.
-fn pickup(t: i64, n: u64, uid: u32, from: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
+pub(super) fn pickup(t: i64, n: u64, uid: u32, from: &str, rcpts: &[(&str, Out)]) -> Vec<String> {
     let q = qid(n);
     let mut v = vec![
         format!("{} mx postfix/pickup[700]: {q}: uid={uid} from=<{from}>", at(t)),
@@ -188,7 +195,7 @@ fn pickup(t: i64, n: u64, uid: u32, from: &str, rcpts: &[(&str, Out)]) -> Vec<St
 }
 
 /// A message from an unauthenticated SMTP client.
-fn unauth(
+pub(super) fn unauth(
     t: i64,
     n: u64,
     client: &str,
@@ -225,7 +232,7 @@ fn unauth(
     v
 }
 
-fn relay_denied(t: i64, ip: &str) -> String {
+pub(super) fn relay_denied(t: i64, ip: &str) -> String {
     format!(
         "{} mx postfix/smtpd[4001]: NOQUEUE: reject: RCPT from unknown[{ip}]: 554 5.7.1 <victim@example.net>: \
          Relay access denied; from=<spam@example.com> to=<victim@example.net> proto=ESMTP helo=<scanner>",
@@ -233,7 +240,7 @@ fn relay_denied(t: i64, ip: &str) -> String {
     )
 }
 
-fn rspamd_task(t: i64, n: u64, from: &str, symbols: &str) -> String {
+pub(super) fn rspamd_task(t: i64, n: u64, from: &str, symbols: &str) -> String {
     format!(
         "{} mx rspamd[27538]: <{:06x}>; proxy; rspamd_task_write_log: id: <m{n}@x>, qid: <{}>, ip: 203.0.113.9, \
          from: <{from}>, (default: T (rewrite subject): [9.20/15.00] [{symbols}]), len: 900, time: 12.000ms, \
@@ -244,21 +251,21 @@ fn rspamd_task(t: i64, n: u64, from: &str, symbols: &str) -> String {
     )
 }
 
-fn postfix_start(t: i64) -> String {
+pub(super) fn postfix_start(t: i64) -> String {
     format!(
         "{} mx postfix/master[100]: daemon started -- version 3.7.11, configuration /etc/postfix",
         at(t)
     )
 }
 
-fn dovecot_start(t: i64) -> String {
+pub(super) fn dovecot_start(t: i64) -> String {
     format!(
         "{} mx dovecot[100]: master: Dovecot v2.3.19.1 (9b53102964) starting up for imap, lmtp",
         at(t)
     )
 }
 
-fn mariadb_start(t: i64) -> String {
+pub(super) fn mariadb_start(t: i64) -> String {
     format!(
         "{} 0 [Note] Starting MariaDB 10.5.23-MariaDB-1:10.5.23+maria~ubu2004 source revision \
          6cfd2ba397b0ca689d8ff1bdb9fc4a4dc516a5eb as process 1",
@@ -1372,7 +1379,7 @@ fn live_mode_reports_openings_and_closes_on_the_clock() {
 }
 
 /// Real lines of every family the rules read, with a time placeholder.
-fn pool() -> Vec<String> {
+pub(super) fn pool() -> Vec<String> {
     let mut v = vec![
         sasl_fail(0, "203.0.113.5", None),
         sasl_fail(0, "203.0.113.6", Some("alice@example.org")),
@@ -1427,7 +1434,7 @@ fn pool() -> Vec<String> {
 }
 
 /// Moves the line's time by `secs` (both stamp forms used in the pool).
-fn retime(line: &str, secs: i64) -> String {
+pub(super) fn retime(line: &str, secs: i64) -> String {
     let base = at(0);
     if let Some(rest) = line.strip_prefix(&base) {
         return format!("{}{rest}", at(secs));

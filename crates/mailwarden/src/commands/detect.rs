@@ -18,7 +18,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use mailwarden_core::detect::{
-    Alert, DEFAULT_HONEYPOT_USERS, DetectConfig, Engine, Params, RULES, SenderStatus, sort_alerts,
+    Alert, DEFAULT_HONEYPOT_USERS, DetectConfig, Engine, Params, RULES, RuleSet, SenderStatus, sort_alerts,
 };
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::event::Position;
@@ -39,6 +39,7 @@ use crate::output::{json_line, stdout};
     mailwarden detect --replay /var/log/mail.log.1 /var/log/mail.log\n  \
     mailwarden detect --store --since 7d --json\n  \
     mailwarden detect --replay mail.log --rule auth-bruteforce-ip --set auth-bruteforce-ip.failures=20\n  \
+    mailwarden detect --replay mail.log --rules /etc/mailwarden/rules.d\n  \
     mailwarden detect --list-rules")]
 pub struct DetectArgs {
     /// Log files to replay (plain, .gz, .bz2, .xz; - for stdin), read in the
@@ -72,16 +73,26 @@ pub struct DetectArgs {
     pub until: Option<String>,
 
     /// Print one JSON object per alert (JSON lines); with --list-rules, the
-    /// rules with descriptions, rationale and parameters as one JSON array.
+    /// rules with descriptions, rationale and parameters (user rules with
+    /// their file and settings) as one JSON array.
     #[arg(long)]
     pub json: bool,
 
-    /// Run only this rule (repeatable); default: every built-in rule.
+    /// Run only this rule (repeatable): a built-in id or the id of a user
+    /// rule from --rules. Default: every built-in rule and every user rule.
     #[arg(long = "rule", value_name = "ID")]
     pub rules: Vec<String>,
 
+    /// User rules to run beside the built-ins (repeatable): a YAML rule
+    /// file, or a directory whose *.yaml and *.yml files are read in name
+    /// order. Every mistake in them is reported as FILE:LINE:COL with the
+    /// fix, and nothing runs until they are fixed. The format is in
+    /// docs/rules.md; `mailwarden rules check` validates files alone.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rule_files: Vec<PathBuf>,
+
     /// Print the rules: id, severity, ATT&CK techniques and thresholds (with
-    /// --set applied).
+    /// --set applied), and the user rules of --rules.
     #[arg(long)]
     pub list_rules: bool,
 
@@ -146,8 +157,9 @@ pub struct DetectArgs {
 /// Runs `mailwarden detect`.
 pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let settings = parse_settings(&args.settings)?;
+    let user_rules = super::rules::load(&args.rule_files)?;
     if args.list_rules {
-        return list_rules(&args, &settings);
+        return list_rules(&args, &settings, &user_rules);
     }
     let mut our_domains = args.our_domains.clone();
     let directory = match &args.directory {
@@ -167,6 +179,7 @@ pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = DetectConfig {
         rules: (!args.rules.is_empty()).then(|| args.rules.clone()),
+        user_rules,
         settings,
         our_domains,
         honeypot_users: if args.honeypot_users.is_empty() {
@@ -181,46 +194,26 @@ pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(cfg)?;
     let input = input_args(&args);
     let started = Instant::now();
-    let mut stitcher = Stitcher::new(stitch_config(&input, false));
-    let mut alerts: Vec<Alert> = Vec::new();
-    let mut lines = 0u64;
-    let (names, failed) = if args.store {
-        (
-            Names::Store,
-            replay_store(&args, &input, &mut |pos, raw, ev| {
-                lines += 1;
-                feed(&mut engine, &mut stitcher, &mut alerts, pos, raw, ev);
-            })?,
-        )
-    } else {
-        let resolved = resolve(&input);
-        let cfg = pipeline_config(&input, resolved.using_sample)?;
-        let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
-        let reports = read_lines(&input, &cfg, resolved, |_, pos, raw, ev| {
+    let Replay {
+        alerts,
+        lines,
+        failed,
+    } = if args.store {
+        let mut stitcher = Stitcher::new(stitch_config(&input, false));
+        let mut alerts: Vec<Alert> = Vec::new();
+        let mut lines = 0u64;
+        let failed = replay_store(&args, &input, &mut |pos, raw, ev| {
             lines += 1;
             feed(&mut engine, &mut stitcher, &mut alerts, pos, raw, ev);
         })?;
-        let mut failed = false;
-        for r in &reports {
-            if let Some(e) = &r.error {
-                eprintln!("mailwarden: {e}");
-                failed = true;
-            }
+        Replay {
+            alerts: finish(&mut engine, stitcher, alerts, &Names::Store),
+            lines,
+            failed,
         }
-        (Names::Files(names), failed)
+    } else {
+        replay_files(&mut engine, &input)?
     };
-    stitcher.finish();
-    while let Some(rec) = stitcher.pop() {
-        engine.feed_record(&rec);
-    }
-    engine.finish();
-    alerts.extend(engine.take_alerts());
-    sort_alerts(&mut alerts);
-    for a in &mut alerts {
-        for e in &mut a.evidence {
-            e.at = Some(names.at(e.position));
-        }
-    }
     let elapsed = started.elapsed().as_secs_f64();
 
     let mut out = stdout();
@@ -252,6 +245,62 @@ pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// What a replay gave.
+pub(crate) struct Replay {
+    /// Every alert, sorted, evidence named `file:line`.
+    pub(crate) alerts: Vec<Alert>,
+    /// Lines read.
+    pub(crate) lines: u64,
+    /// Whether an input could not be read (reported on stderr).
+    pub(crate) failed: bool,
+}
+
+/// Replays log files through `engine`: framed, parsed and stitched as for
+/// `logs`, every event and finished message fed to the rules. An input that
+/// fails is reported on stderr and the next one read.
+pub(crate) fn replay_files(engine: &mut Engine, input: &InputArgs) -> anyhow::Result<Replay> {
+    let mut stitcher = Stitcher::new(stitch_config(input, false));
+    let mut alerts: Vec<Alert> = Vec::new();
+    let mut lines = 0u64;
+    let resolved = resolve(input);
+    let cfg = pipeline_config(input, resolved.using_sample)?;
+    let names: Vec<String> = resolved.sources.iter().map(|s| s.display()).collect();
+    let reports = read_lines(input, &cfg, resolved, |_, pos, raw, ev| {
+        lines += 1;
+        feed(engine, &mut stitcher, &mut alerts, pos, raw, ev);
+    })?;
+    let mut failed = false;
+    for r in &reports {
+        if let Some(e) = &r.error {
+            eprintln!("mailwarden: {e}");
+            failed = true;
+        }
+    }
+    Ok(Replay {
+        alerts: finish(engine, stitcher, alerts, &Names::Files(names)),
+        lines,
+        failed,
+    })
+}
+
+/// Ends the input: the stitcher's last messages, every open alert; sorts the
+/// alerts and names their evidence.
+fn finish(engine: &mut Engine, mut stitcher: Stitcher, mut alerts: Vec<Alert>, names: &Names) -> Vec<Alert> {
+    stitcher.finish();
+    while let Some(rec) = stitcher.pop() {
+        engine.feed_record(&rec);
+    }
+    engine.finish();
+    alerts.extend(engine.take_alerts());
+    sort_alerts(&mut alerts);
+    for a in &mut alerts {
+        for e in &mut a.evidence {
+            e.at = Some(names.at(e.position));
+        }
+    }
+    alerts
 }
 
 /// One line into the stitcher and the engine, and the stitcher's finished
@@ -413,7 +462,7 @@ fn replay_store(
 
 /// Alerts as text: one header line per alert, then the message, the facts and
 /// the evidence, everything from the logs escaped for the terminal.
-fn render_table(alerts: &[Alert]) -> String {
+pub(crate) fn render_table(alerts: &[Alert]) -> String {
     let e = |s: &str| escape_for_terminal(s).into_owned();
     let mut s = String::new();
     if alerts.is_empty() {
@@ -489,28 +538,34 @@ struct RuleDoc<'a> {
     values: BTreeMap<&'a str, i64>,
 }
 
-fn list_rules(args: &DetectArgs, settings: &BTreeMap<String, i64>) -> anyhow::Result<ExitCode> {
+fn list_rules(
+    args: &DetectArgs,
+    settings: &BTreeMap<String, i64>,
+    user: &RuleSet,
+) -> anyhow::Result<ExitCode> {
     let params = Params::with_overrides(settings)?;
     for id in &args.rules {
-        if mailwarden_core::detect::rule(id).is_none() {
+        if mailwarden_core::detect::rule(id).is_none() && user.get(id).is_none() {
             bail!("unknown rule {id:?}; the ids are listed by `mailwarden detect --list-rules`");
         }
     }
     let selected = |id: &str| args.rules.is_empty() || args.rules.iter().any(|r| r == id);
     let mut out = stdout();
     if args.json {
-        let docs: Vec<RuleDoc<'_>> = RULES
-            .iter()
-            .filter(|r| selected(r.id))
-            .map(|r| RuleDoc {
+        let mut docs: Vec<serde_json::Value> = Vec::new();
+        for r in RULES.iter().filter(|r| selected(r.id)) {
+            docs.push(serde_json::to_value(RuleDoc {
                 info: r,
                 values: r
                     .params
                     .iter()
                     .map(|p| (p.name, params.value(r.id, p.name).unwrap_or(p.default)))
                     .collect(),
-            })
-            .collect();
+            })?);
+        }
+        for r in user.rules().iter().filter(|r| selected(&r.id)) {
+            docs.push(serde_json::to_value(super::rules::UserRuleDoc::new(r))?);
+        }
         serde_json::to_writer_pretty(&mut out, &docs).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     } else {
@@ -541,6 +596,27 @@ fn list_rules(args: &DetectArgs, settings: &BTreeMap<String, i64>) -> anyhow::Re
                 values.join(" ")
             )?;
             writeln!(out, "    {}", r.title)?;
+        }
+        for r in user.rules().iter().filter(|r| selected(&r.id)) {
+            writeln!(
+                out,
+                "{:<28} {:<9} {:<22} {}",
+                escape_for_terminal(&r.id),
+                r.severity.as_str(),
+                if r.attack.is_empty() {
+                    "-".to_owned()
+                } else {
+                    escape_for_terminal(&r.attack.join(",")).into_owned()
+                },
+                super::rules::counting(r)
+            )?;
+            writeln!(
+                out,
+                "    {}  ({}:{})",
+                escape_for_terminal(&r.title),
+                escape_for_terminal(&r.file),
+                r.line
+            )?;
         }
         writeln!(
             out,

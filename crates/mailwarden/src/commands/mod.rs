@@ -7,5 +7,6 @@ pub mod ingest;
 pub mod inputs;
 pub mod investigate;
 pub mod logs;
+pub mod rules;
 pub mod serve;
 pub mod status;
