@@ -86,6 +86,13 @@ pub enum Command {
     /// described in docs/rules.md, examples in examples/rules/.
     #[command(subcommand)]
     Rules(crate::commands::rules::RulesCommand),
+    /// The stored alerts: list, show, acknowledge, suppress.
+    ///
+    /// List the alerts the detection rules raised, show one with its
+    /// evidence, acknowledge them (repeats then merge silently for a while),
+    /// and suppress a rule's alerts, or some of its keys, for a time. Works
+    /// while `serve` runs. Exits 0 when done (an empty list too), 2 on errors.
+    Alerts(crate::commands::alerts::AlertsArgs),
 }
 
 /// Where the store is.

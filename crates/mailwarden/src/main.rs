@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dmarc(args) => commands::dmarc::dmarc(args),
         Command::Detect(args) => commands::detect::detect(args),
         Command::Rules(cmd) => commands::rules::rules(cmd),
+        Command::Alerts(args) => commands::alerts::alerts(args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Command implementations: turn parsed flags into library configs, run, print.
 
+pub mod alerts;
 pub mod detect;
 pub mod dmarc;
 pub mod dns;

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use mailwarden_core::escape::escape_for_terminal;
-use mailwarden_store::Store;
+use mailwarden_store::{AlertCounts, AlertStore, Store};
 use serde::Serialize;
 
 use crate::cli::StatusArgs;
@@ -20,6 +20,9 @@ struct Report {
     serve: Option<StatusDoc>,
     store: Option<StoreReport>,
     store_error: Option<String>,
+    /// Stored alerts per state (`mailwarden alerts`).
+    alerts: Option<AlertCounts>,
+    alerts_error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -62,12 +65,18 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         ),
         Err(e) => (None, Some(e.to_string())),
     };
+    let (alerts, alerts_error) = match AlertStore::open_read_only(&dir).and_then(|a| a.counts()) {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let report = Report {
         data_dir: dir.display().to_string(),
         serve_running,
         serve: doc,
         store,
         store_error,
+        alerts,
+        alerts_error,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -106,6 +115,24 @@ fn render(r: &Report) -> String {
                 s,
                 "store: unavailable: {}",
                 r.store_error.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    match (&r.alerts, &r.store) {
+        (Some(c), _) => {
+            let _ = writeln!(
+                s,
+                "alerts: {} open, {} acknowledged, {} suppressed (`mailwarden alerts list`)",
+                c.open, c.acknowledged, c.suppressed
+            );
+        }
+        // The store's own error says it already.
+        (None, None) => {}
+        (None, Some(_)) => {
+            let _ = writeln!(
+                s,
+                "alerts: unavailable: {}",
+                e(r.alerts_error.as_deref().unwrap_or("?"))
             );
         }
     }
