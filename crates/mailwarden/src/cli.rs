@@ -195,6 +195,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_mailcow: bool,
 
+    /// Run no detection rules (by default every built-in rule and the
+    /// [detect] rules files run on each line as it arrives; alerts are
+    /// stored and sent to the [alerts] sinks).
+    #[arg(long)]
+    pub no_detect: bool,
+
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9465).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,

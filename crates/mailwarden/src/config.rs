@@ -40,6 +40,132 @@ pub struct Config {
     pub forward: Option<ForwardSection>,
     /// Prometheus metrics endpoint.
     pub metrics: Option<MetricsSection>,
+    /// Live detection in `serve`.
+    #[serde(default)]
+    pub detect: DetectSection,
+    /// What happens to alerts: de-duplication and the sinks they go to.
+    #[serde(default)]
+    pub alerts: AlertsSection,
+}
+
+/// `[detect]`: the rules `serve` runs on every line as it arrives.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectSection {
+    /// Set to false to run no rules (default true).
+    pub enabled: Option<bool>,
+    /// User rule files or directories of `*.yaml` (see docs/rules.md).
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Rule ids that do not run.
+    #[serde(default)]
+    pub disable: Vec<String>,
+    /// Parameter overrides, `"RULE.PARAM" = value` (as `detect --set`).
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, i64>,
+    /// Our mail domains (more are learned from the logs).
+    #[serde(default)]
+    pub our_domains: Vec<String>,
+    /// Honeypot login names (replace the built-in list).
+    pub honeypot_users: Option<Vec<String>>,
+    /// Clients allowed to send without authentication (IP or CIDR).
+    #[serde(default)]
+    pub trusted_relays: Vec<String>,
+    /// The address directory for `sender-not-mailbox`: `"mailcow-db"`
+    /// (default on a Mailcow host), `"mailcow-api"` (with `api_url` and
+    /// `api_key_file`), `"none"`, or the path of an address list file.
+    pub directory: Option<String>,
+    /// Mailcow API base URL, for `directory = "mailcow-api"`.
+    pub api_url: Option<String>,
+    /// File holding the read-only Mailcow API key.
+    pub api_key_file: Option<PathBuf>,
+    /// Extra CA for the Mailcow API.
+    pub api_ca: Option<PathBuf>,
+    /// How often the directory is read again (default "10m").
+    pub directory_refresh: Option<String>,
+    /// How much stored history rebuilds the rules' state on start
+    /// (default "2h"; "0s" starts empty).
+    pub warmup: Option<String>,
+}
+
+/// `[alerts]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// A repeat of an alert (same rule and key) within this time of the last
+    /// one is merged into it instead of raising a new one (default "1h").
+    pub dedup: Option<String>,
+    /// Print each new alert as a JSON line on stdout.
+    #[serde(default)]
+    pub stdout: bool,
+    /// Webhooks (JSON POST signed with HMAC-SHA256).
+    #[serde(default)]
+    pub webhook: Vec<WebhookSection>,
+    /// E-mail through an SMTP relay.
+    #[serde(default)]
+    pub email: Vec<EmailSection>,
+    /// Syslog (RFC 5424) targets.
+    #[serde(default)]
+    pub syslog: Vec<SyslogSinkSection>,
+}
+
+/// `[[alerts.webhook]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// File holding the HMAC secret (never put the secret in this file).
+    pub secret_file: Option<PathBuf>,
+    /// Least severity sent (default "low").
+    pub min_severity: Option<String>,
+    /// Whole-request timeout per attempt (default "10s").
+    pub timeout: Option<String>,
+    /// Attempts in all (default 5).
+    pub attempts: Option<u32>,
+    /// Extra CA for an https URL.
+    pub ca: Option<PathBuf>,
+}
+
+/// `[[alerts.email]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    /// `host:port` of the relay (submission: 587).
+    pub relay: String,
+    /// `starttls` (default, required), `tls` (implicit, port 465) or `none`
+    /// (only for a relay on this machine).
+    pub tls: Option<String>,
+    /// SASL login name, if the relay wants one.
+    pub username: Option<String>,
+    /// File holding the SASL password.
+    pub password_file: Option<PathBuf>,
+    /// Envelope and header sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Least severity sent (default "high").
+    pub min_severity: Option<String>,
+    /// Extra CA for a private relay.
+    pub ca: Option<PathBuf>,
+    /// Timeout per message (default "30s").
+    pub timeout: Option<String>,
+}
+
+/// `[[alerts.syslog]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSinkSection {
+    /// `host:port` of the collector.
+    pub target: String,
+    /// `udp`, `tcp` (default) or `tls`.
+    pub transport: Option<String>,
+    /// CA for `tls` (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Facility name (default "authpriv").
+    pub facility: Option<String>,
+    /// Least severity sent (default "low").
+    pub min_severity: Option<String>,
 }
 
 /// `[store]`
@@ -188,6 +314,7 @@ impl Config {
                     .map_err(|e| anyhow::anyhow!("files.format of {:?}: {e}", f.path))?;
             }
         }
+        self.validate_detect()?;
         if let Some(fw) = &self.forward {
             if !fw.target.contains(':') {
                 bail!(
@@ -198,6 +325,79 @@ impl Config {
             if fw.client_cert.is_some() != fw.client_key.is_some() {
                 bail!("forward.client_cert and forward.client_key go together; set both or neither");
             }
+        }
+        Ok(())
+    }
+
+    fn validate_detect(&self) -> anyhow::Result<()> {
+        let d = &self.detect;
+        for (key, v) in [
+            ("detect.directory_refresh", &d.directory_refresh),
+            ("detect.warmup", &d.warmup),
+            ("alerts.dedup", &self.alerts.dedup),
+        ] {
+            if let Some(v) = v {
+                duration(key, v)?;
+            }
+        }
+        if d.directory.as_deref() == Some("mailcow-api") && (d.api_url.is_none() || d.api_key_file.is_none())
+        {
+            bail!("detect.directory = \"mailcow-api\" needs detect.api_url and detect.api_key_file");
+        }
+        let sev = |key: &str, v: &Option<String>| -> anyhow::Result<()> {
+            if let Some(v) = v {
+                severity(key, v)?;
+            }
+            Ok(())
+        };
+        for (i, w) in self.alerts.webhook.iter().enumerate() {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                bail!(
+                    "alerts.webhook[{i}].url {:?} must start with http:// or https://",
+                    w.url
+                );
+            }
+            sev(&format!("alerts.webhook[{i}].min_severity"), &w.min_severity)?;
+            if let Some(t) = &w.timeout {
+                duration(&format!("alerts.webhook[{i}].timeout"), t)?;
+            }
+        }
+        for (i, e) in self.alerts.email.iter().enumerate() {
+            if !e.relay.contains(':') {
+                bail!(
+                    "alerts.email[{i}].relay {:?} needs a port, e.g. \"mail.example.org:587\"",
+                    e.relay
+                );
+            }
+            if e.to.is_empty() {
+                bail!("alerts.email[{i}].to is empty; name at least one recipient");
+            }
+            if let Some(t) = &e.tls
+                && !matches!(t.as_str(), "starttls" | "tls" | "none")
+            {
+                bail!("alerts.email[{i}].tls {t:?}: write starttls, tls or none");
+            }
+            if e.username.is_some() != e.password_file.is_some() {
+                bail!("alerts.email[{i}].username and password_file go together; set both or neither");
+            }
+            sev(&format!("alerts.email[{i}].min_severity"), &e.min_severity)?;
+            if let Some(t) = &e.timeout {
+                duration(&format!("alerts.email[{i}].timeout"), t)?;
+            }
+        }
+        for (i, s) in self.alerts.syslog.iter().enumerate() {
+            if !s.target.contains(':') {
+                bail!(
+                    "alerts.syslog[{i}].target {:?} needs a port, e.g. \"siem.example.org:514\"",
+                    s.target
+                );
+            }
+            if let Some(t) = &s.transport
+                && !matches!(t.as_str(), "udp" | "tcp" | "tls")
+            {
+                bail!("alerts.syslog[{i}].transport {t:?}: write udp, tcp or tls");
+            }
+            sev(&format!("alerts.syslog[{i}].min_severity"), &s.min_severity)?;
         }
         Ok(())
     }
@@ -250,6 +450,17 @@ pub fn parse_size(s: &str) -> anyhow::Result<u64> {
     };
     n.checked_mul(mult)
         .ok_or_else(|| anyhow::anyhow!("size {s:?} is too large"))
+}
+
+/// A duration setting (`90s`, `10m`, `2h`, `1d`) in seconds; errors name the key.
+pub fn duration(key: &str, v: &str) -> anyhow::Result<i64> {
+    crate::cli::parse_duration_secs(v).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+/// A severity setting; errors name the key and the choices.
+pub fn severity(key: &str, v: &str) -> anyhow::Result<mailwarden_core::detect::AlertSeverity> {
+    serde_json::from_value(serde_json::Value::String(v.trim().to_ascii_lowercase()))
+        .map_err(|_| anyhow::anyhow!("{key} {v:?}: write informational, low, medium, high or critical"))
 }
 
 /// The data directory: explicit, else /var/lib/mailwarden for root, else
@@ -324,6 +535,49 @@ mod tests {
             Config::parse("[[files]]\npath = \"/x\"\nformat = \"xml\"\n").unwrap_err()
         );
         assert!(err.contains("expected one of"), "{err}");
+    }
+
+    #[test]
+    fn detect_and_alert_settings_are_checked() {
+        let cfg = Config::parse(
+            "[detect]\nrules = [\"/etc/mailwarden/rules.d\"]\ndisable = [\"outbound-new-sender\"]\n\
+             set = { \"auth-bruteforce-ip.failures\" = 20 }\nwarmup = \"1h\"\n\
+             [alerts]\ndedup = \"2h\"\n[[alerts.webhook]]\nurl = \"https://hooks.example.org/x\"\n\
+             secret_file = \"/etc/mailwarden/hook.key\"\nmin_severity = \"high\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.detect.set["auth-bruteforce-ip.failures"], 20);
+        assert_eq!(cfg.alerts.webhook.len(), 1);
+        for (text, want) in [
+            ("[detect]\nwarmup = \"soon\"\n", "detect.warmup"),
+            ("[alerts]\ndedup = \"5x\"\n", "alerts.dedup"),
+            ("[[alerts.webhook]]\nurl = \"ftp://x\"\n", "http:// or https://"),
+            (
+                "[[alerts.webhook]]\nurl = \"http://x\"\nmin_severity = \"urgent\"\n",
+                "alerts.webhook[0].min_severity",
+            ),
+            (
+                "[[alerts.email]]\nrelay = \"mail\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n",
+                "needs a port",
+            ),
+            (
+                "[[alerts.email]]\nrelay = \"mail:587\"\nfrom = \"a@b\"\nto = []\n",
+                "to is empty",
+            ),
+            (
+                "[[alerts.email]]\nrelay = \"mail:587\"\nfrom = \"a@b\"\nto = [\"c@d\"]\ntls = \"ssl\"\n",
+                "starttls, tls or none",
+            ),
+            (
+                "[[alerts.syslog]]\ntarget = \"siem:514\"\ntransport = \"relp\"\n",
+                "udp, tcp or tls",
+            ),
+            ("[detect]\ndirectory = \"mailcow-api\"\n", "api_url"),
+            ("[alerts]\nslack = true\n", "unknown field"),
+        ] {
+            let err = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
     }
 
     #[test]

@@ -120,6 +120,8 @@ pub struct Engine {
     seq: u64,
     stitcher: Stitcher,
     status: Arc<EngineStatus>,
+    /// Live detection, when enabled.
+    detector: Option<crate::alerting::Detector>,
 }
 
 impl Engine {
@@ -141,7 +143,24 @@ impl Engine {
             seq: 0,
             stitcher,
             status,
+            detector: None,
         })
+    }
+
+    /// Runs the detection rules on every line and message from now on,
+    /// after rebuilding their state from the last `warmup_secs` of stored
+    /// lines.
+    pub fn with_detector(
+        mut self,
+        mut detector: crate::alerting::Detector,
+        warmup_secs: i64,
+    ) -> Result<Engine, StoreError> {
+        if warmup_secs > 0 {
+            let lines = detector.warm_up(&self.store, now().plus_seconds(-warmup_secs))?;
+            tracing::info!("detection: rebuilt the rules' state from {lines} stored lines");
+        }
+        self.detector = Some(detector);
+        Ok(self)
     }
 
     /// The checkpoints to resume the collectors from.
@@ -189,6 +208,11 @@ impl Engine {
         });
         let next_id = self.source_ids.len() as u32;
         let sid = *self.source_ids.entry(rec.source.clone()).or_insert(next_id);
+        if sid == next_id
+            && let Some(d) = &mut self.detector
+        {
+            d.name_source(sid, &rec.source);
+        }
         self.seq += 1;
         let pos = Position {
             source: sid,
@@ -214,6 +238,9 @@ impl Engine {
                         st.last_event = ev.ts;
                     }
                     self.stitcher.feed(pos, &rec.line, &ev);
+                    if let Some(d) = &mut self.detector {
+                        d.event(pos, &rec.line, &ev);
+                    }
                 }
                 Err(reason) => {
                     let ev = unparsed_event(reason);
@@ -224,6 +251,9 @@ impl Engine {
         }
         while let Some(m) = self.stitcher.pop() {
             p.batch.add_message(&m);
+            if let Some(d) = &mut self.detector {
+                d.record(&m);
+            }
         }
         if rec.checkpoint != Checkpoint::None {
             p.checkpoints.insert(rec.source, rec.checkpoint);
@@ -245,6 +275,10 @@ impl Engine {
         match self.store.commit(&p.batch) {
             Ok(_) => {
                 p.batch = self.store.batch();
+                // The lines the alerts cite are stored now.
+                if let Some(d) = &mut self.detector {
+                    d.drain();
+                }
                 let s = &self.status;
                 s.lines.fetch_add(p.lines as u64, Ordering::Relaxed);
                 s.messages.fetch_add(messages, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! the command, map the outcome to an exit code (0 ok, 1 nothing found,
 //! 2 errors). A closed pipe (`| head`) ends the program quietly.
 
+mod alerting;
 mod cli;
 mod commands;
 mod config;

@@ -29,6 +29,17 @@ use crate::status::{CollectorBoard, CollectorStatus, status_path, write_loop};
 /// Channel capacity between collectors and the engine: enough to absorb a
 /// burst, small enough that a stalled store stops the collectors quickly.
 const CHANNEL: usize = 16_384;
+/// Alerts waiting for the alert task (beyond it they are dropped and counted).
+const ALERT_CHANNEL: usize = 4096;
+
+/// This machine's name, for alert notices.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
 
 /// Everything `serve` will run, resolved from flags, config and detection.
 pub struct Plan {
@@ -52,6 +63,12 @@ pub struct Plan {
     pub forward: Option<forward::ForwardConfig>,
     /// Metrics address.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Live detection, unless off.
+    pub detect: Option<crate::alerting::DetectPlan>,
+    /// The alert sinks.
+    pub notifier: Arc<mailwarden_io::notify::Notifier>,
+    /// How repeats of an alert are merged.
+    pub alert_policy: mailwarden_store::RecordPolicy,
     /// What was detected, for the start-up message.
     pub notes: Vec<String>,
 }
@@ -227,6 +244,29 @@ pub fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         .as_ref()
         .map(|m| m.listen.unwrap_or(([127, 0, 0, 1], 9465).into())));
 
+    let detect = if args.no_detect {
+        notes.push("detection is off (--no-detect)".to_owned());
+        None
+    } else {
+        crate::alerting::detect_plan(&cfg, mailcow.as_ref(), &mut notes)?
+    };
+    let notifier = crate::alerting::build_notifier(&cfg.alerts)?;
+    if detect.is_some() {
+        notes.push(if notifier.is_empty() {
+            "alerts are stored (`mailwarden alerts list`); no sink is configured ([alerts] in the config)"
+                .to_owned()
+        } else {
+            format!("alerts are stored and sent to {} sink(s)", notifier.len())
+        });
+    }
+    let alert_policy = mailwarden_store::RecordPolicy {
+        dedup_window: Duration::from_secs(
+            crate::config::duration("alerts.dedup", cfg.alerts.dedup.as_deref().unwrap_or("1h"))?.max(0)
+                as u64,
+        ),
+        ..mailwarden_store::RecordPolicy::default()
+    };
+
     Ok(Plan {
         data_dir,
         zone,
@@ -238,6 +278,9 @@ pub fn plan(args: &ServeArgs) -> anyhow::Result<Plan> {
         syslog,
         forward,
         metrics,
+        detect,
+        notifier: Arc::new(notifier),
+        alert_policy,
         notes,
     })
 }
@@ -276,7 +319,7 @@ async fn run(plan: Plan, store: Store, run_for: Option<i64>) -> anyhow::Result<(
     let board: CollectorBoard = Arc::default();
     let started = now();
 
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         store,
         EngineConfig {
             zone: plan.zone.clone(),
@@ -284,6 +327,46 @@ async fn run(plan: Plan, store: Store, run_for: Option<i64>) -> anyhow::Result<(
         },
         engine_status.clone(),
     )?;
+
+    // Detection: the rules run in the ingest engine; the alert task stores
+    // and sends what they raise.
+    let detect_status = Arc::new(crate::alerting::DetectStatus::default());
+    let mut alert_task = None;
+    let mut directory_task = None;
+    if let Some(dp) = plan.detect {
+        // The writer opened (and upgraded) the store above.
+        let alerts = Arc::new(mailwarden_store::AlertStore::open(&plan.data_dir)?);
+        let (alert_tx, alert_rx) = mpsc::channel(ALERT_CHANNEL);
+        let shared = crate::alerting::SharedDirectory::default();
+        let mut cfg = dp.cfg;
+        if let Some(src) = dp.directory {
+            cfg.directory = Some(Arc::new(shared.clone()));
+            directory_task = Some(tokio::spawn(crate::alerting::refresh_directory(
+                src,
+                shared,
+                dp.refresh_secs,
+                shutdown.clone(),
+            )));
+        }
+        let detector = crate::alerting::Detector::new(cfg, alert_tx, detect_status.clone())?;
+        let warm = std::time::Instant::now();
+        engine = engine.with_detector(detector, dp.warmup_secs)?;
+        eprintln!(
+            "mailwarden: detection on ({} stored lines replayed in {:.1} s to rebuild the rules' state)",
+            detect_status
+                .warmup_lines
+                .load(std::sync::atomic::Ordering::Relaxed),
+            warm.elapsed().as_secs_f64()
+        );
+        alert_task = Some(tokio::spawn(crate::alerting::run_alerts(
+            alert_rx,
+            alerts,
+            plan.alert_policy,
+            plan.notifier.clone(),
+            host_name(),
+            plan.retention_days,
+        )));
+    }
     let resume: BTreeMap<String, Checkpoint> = engine.checkpoints()?.into_iter().collect();
     let (tx, rx) = mpsc::channel::<SourceRecord>(CHANNEL);
 
@@ -386,6 +469,13 @@ async fn run(plan: Plan, store: Store, run_for: Option<i64>) -> anyhow::Result<(
         }));
     }
 
+    {
+        let (ds, notifier) = (detect_status.clone(), plan.notifier.clone());
+        stats_pollers.push(Box::new(move || {
+            ("alerts".into(), crate::alerting::board_status(&ds, &notifier))
+        }));
+    }
+
     // Collectors' counters → the board, every second.
     {
         let board = board.clone();
@@ -462,6 +552,18 @@ async fn run(plan: Plan, store: Store, run_for: Option<i64>) -> anyhow::Result<(
     // Collectors have stopped sending: let the engine drain and commit.
     engine_shutdown.cancel();
     let _ = tokio::task::spawn_blocking(move || engine_thread.join()).await;
+    // The engine dropped its end of the alert channel: the alert task
+    // stores and sends what is left, then ends.
+    if let Some(t) = directory_task {
+        t.abort();
+    }
+    if let Some(t) = alert_task {
+        match tokio::time::timeout(Duration::from_secs(60), t).await {
+            Ok(Ok(Err(e))) => tracing::warn!("{e}"),
+            Err(_) => tracing::warn!("alerts still being sent after 60 s; stopping anyway"),
+            _ => {}
+        }
+    }
     let _ = status_task.await;
     match failure {
         Some(e) => Err(e),

@@ -24,7 +24,15 @@ fn alerts(lab: &MailLab) -> (BTreeSet<(String, String)>, Vec<serde_json::Value>)
     let dovecot = lab.dovecot_log().display().to_string();
     let r = mailwarden(
         lab.dir(),
-        &["detect", "--json", "--our-domain", "lab.test", "--replay", &mail, &dovecot],
+        &[
+            "detect",
+            "--json",
+            "--our-domain",
+            "lab.test",
+            "--replay",
+            &mail,
+            &dovecot,
+        ],
     );
     assert!(r.code == 0 || r.code == 1, "exit {}: {}", r.code, r.stderr);
     let all = r.json_lines();
@@ -71,10 +79,13 @@ fn rules_fire_on_real_attacks_and_stay_quiet_on_normal_mail() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     }
-    s.imap(&local("bob"), "Bob-Lab-Pass-2").unwrap_or_else(|e| panic!("{e}"));
+    s.imap(&local("bob"), "Bob-Lab-Pass-2")
+        .unwrap_or_else(|e| panic!("{e}"));
     // A typo is not an attack.
-    s.imap(&local("dave"), "dave-typo").unwrap_or_else(|e| panic!("{e}"));
-    s.imap(&local("dave"), "Dave-Lab-Pass-4").unwrap_or_else(|e| panic!("{e}"));
+    s.imap(&local("dave"), "dave-typo")
+        .unwrap_or_else(|e| panic!("{e}"));
+    s.imap(&local("dave"), "Dave-Lab-Pass-4")
+        .unwrap_or_else(|e| panic!("{e}"));
     let (normal, all) = alerts(&lab);
     assert!(normal.is_empty(), "normal traffic raised alerts: {all:#?}");
 
@@ -142,15 +153,14 @@ fn rules_fire_on_real_attacks_and_stay_quiet_on_normal_mail() {
     }
     let (after_spread, all) = alerts(&lab);
     let new: BTreeSet<_> = after_spread.difference(&after_guess).cloned().collect();
-    assert_eq!(
-        rules(&new),
-        ["auth-distributed-account"].into(),
-        "{all:#?}"
-    );
+    assert_eq!(rules(&new), ["auth-distributed-account"].into(), "{all:#?}");
     let dist = all
         .iter()
         .find(|a| a["rule"] == "auth-distributed-account")
         .expect("distributed alert");
-    assert!(dist["key"].as_str().unwrap_or_default().contains("bob@lab.test"), "{dist:#}");
+    assert!(
+        dist["key"].as_str().unwrap_or_default().contains("bob@lab.test"),
+        "{dist:#}"
+    );
     assert!(dist["count"].as_u64().unwrap_or(0) >= 5, "{dist:#}");
 }

@@ -11,4 +11,5 @@ mod e2e_mail;
 mod e2e_parsed;
 mod investigate;
 mod keep;
+mod serve_alerts;
 mod support;
