@@ -95,6 +95,37 @@ pub enum Command {
     Alerts(crate::commands::alerts::AlertsArgs),
 }
 
+/// Where the address directory comes from (who is a mailbox, an alias, a
+/// domain of ours): `investigate` looks the sender up in it, `detect`'s
+/// sender-not-mailbox rule judges every sender against it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DirectoryArgs {
+    /// An address list, one entry per line: `user@dom` (mailbox),
+    /// `alias@dom: target, …` (alias), `@dom: target.tld` (domain alias),
+    /// `@dom: user@x` (catch-all), `@dom` (a domain of ours), `#` comments.
+    /// Default: Mailcow's database when Mailcow is found.
+    #[arg(long, value_name = "FILE", conflicts_with = "mailcow_api")]
+    pub directory: Option<std::path::PathBuf>,
+    /// Ask the directory through Mailcow's HTTP API at this URL (e.g.
+    /// `https://mail.example.com`) instead of its database. The key comes from
+    /// MAILCOW_API_KEY or --mailcow-api-key-file (never from the command
+    /// line, where other users could read it); a read-only key is enough. A
+    /// refused key is not retried: Mailcow bans addresses after failed API
+    /// logins.
+    #[arg(long, value_name = "URL")]
+    pub mailcow_api: Option<String>,
+    /// A file holding the Mailcow API key (first line).
+    #[arg(long, value_name = "FILE", requires = "mailcow_api")]
+    pub mailcow_api_key_file: Option<std::path::PathBuf>,
+    /// Extra trust anchors (PEM) for the API's certificate, e.g. a
+    /// self-signed Mailcow certificate.
+    #[arg(long, value_name = "PEM", requires = "mailcow_api")]
+    pub mailcow_api_ca: Option<std::path::PathBuf>,
+    /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
+    #[arg(long, value_name = "DIR")]
+    pub mailcow_dir: Option<std::path::PathBuf>,
+}
+
 /// Where the store is.
 #[derive(Debug, Args, Clone)]
 pub struct StoreArgs {
@@ -140,30 +171,9 @@ pub struct InvestigateArgs {
     /// sender domain's posture.
     #[arg(long, conflicts_with = "resolver")]
     pub no_dns: bool,
-    /// An address list to look ADDR up in, one entry per line: `user@dom`
-    /// (mailbox), `alias@dom: target, …` (alias), `@dom: target.tld` (domain
-    /// alias), `@dom: user@x` (catch-all), `@dom` (a domain of ours), `#`
-    /// comments. Default: Mailcow's database when Mailcow is found.
-    #[arg(long, value_name = "FILE", conflicts_with = "mailcow_api")]
-    pub directory: Option<std::path::PathBuf>,
-    /// Ask the directory through Mailcow's HTTP API at this URL (e.g.
-    /// `https://mail.example.com`) instead of its database. The key comes from
-    /// MAILCOW_API_KEY or --mailcow-api-key-file (never from the command
-    /// line, where other users could read it); a read-only key is enough. A
-    /// refused key is not retried: Mailcow bans addresses after failed API
-    /// logins.
-    #[arg(long, value_name = "URL")]
-    pub mailcow_api: Option<String>,
-    /// A file holding the Mailcow API key (first line).
-    #[arg(long, value_name = "FILE", requires = "mailcow_api")]
-    pub mailcow_api_key_file: Option<std::path::PathBuf>,
-    /// Extra trust anchors (PEM) for the API's certificate, e.g. a
-    /// self-signed Mailcow certificate.
-    #[arg(long, value_name = "PEM", requires = "mailcow_api")]
-    pub mailcow_api_ca: Option<std::path::PathBuf>,
-    /// Mailcow installation directory (default: /opt/mailcow-dockerized when present).
-    #[arg(long, value_name = "DIR")]
-    pub mailcow_dir: Option<std::path::PathBuf>,
+    /// The address directory: a list file, Mailcow's API, or Mailcow's database.
+    #[command(flatten)]
+    pub dir: DirectoryArgs,
     /// Write a Markdown incident note with the verdict and the evidence.
     #[arg(long, value_name = "FILE.md")]
     pub report: Option<std::path::PathBuf>,

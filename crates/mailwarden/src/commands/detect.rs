@@ -18,14 +18,13 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use mailwarden_core::detect::{
-    Alert, DEFAULT_HONEYPOT_USERS, DetectConfig, Engine, Params, RULES, RuleSet, SenderStatus, sort_alerts,
+    Alert, DEFAULT_HONEYPOT_USERS, DetectConfig, Engine, Params, RULES, RuleSet, sort_alerts,
 };
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::event::Position;
 use mailwarden_core::framing::Format;
 use mailwarden_core::stitch::Stitcher;
 use mailwarden_core::time::{Timestamp, civil_from_days, days_from_civil};
-use mailwarden_io::directory::{AddressInfo, AddressKind, AddressList};
 use serde::Serialize;
 
 use super::inputs::{parse_time_arg, pipeline_config, resolve, zone};
@@ -107,11 +106,11 @@ pub struct DetectArgs {
     #[arg(long = "our-domain", value_name = "DOMAIN")]
     pub our_domains: Vec<String>,
 
-    /// An address list (the format of `investigate --directory`: mailboxes,
-    /// `alias: targets`, `@domain: …`) for the sender-not-mailbox rule; its
-    /// domains count as ours.
-    #[arg(long, value_name = "FILE")]
-    pub directory: Option<PathBuf>,
+    /// The address directory for the sender-not-mailbox rule (its domains
+    /// count as ours). Default: Mailcow's database when Mailcow is found;
+    /// without one the rule judges no sender.
+    #[command(flatten)]
+    pub dir: crate::cli::DirectoryArgs,
 
     /// A honeypot login name (repeatable; replaces the built-in list):
     /// `admin` matches the bare login, `admin@example.org` the address,
@@ -162,18 +161,25 @@ pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
         return list_rules(&args, &settings, &user_rules);
     }
     let mut our_domains = args.our_domains.clone();
-    let directory = match &args.directory {
-        Some(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("cannot read the address list {}", path.display()))?;
-            let list = AddressList::parse(path, &bytes)?;
-            our_domains.extend(list.domains());
-            let list = Arc::new(list);
-            let f = move |addr: &str| match list.lookup(addr) {
-                Ok(info) => sender_status(&info),
-                Err(_) => SenderStatus::NotOurs,
-            };
-            Some(Arc::new(f) as Arc<dyn mailwarden_core::detect::SenderDirectory>)
+    let directory = match super::investigate::directory_source(&args.dir)?.0 {
+        Some(src) => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let snap = rt
+                .block_on(mailwarden_io::directory::snapshot(&src))
+                .context("reading the address directory")?;
+            for s in snap.skipped() {
+                eprintln!("mailwarden: directory: skipped {s}");
+            }
+            eprintln!(
+                "mailwarden: directory: {} entries from {}",
+                snap.len(),
+                escape_for_terminal(snap.source())
+            );
+            our_domains.extend(snap.domains());
+            Some(Arc::new(snap) as Arc<dyn mailwarden_core::detect::SenderDirectory>)
         }
         None => None,
     };
@@ -319,22 +325,6 @@ fn feed(
         engine.feed_record(&rec);
     }
     alerts.extend(engine.take_alerts());
-}
-
-/// What a directory entry means for the sender rule: a mailbox or alias
-/// exists; an address only a catch-all covers, or none, is no mailbox.
-fn sender_status(info: &AddressInfo) -> SenderStatus {
-    match &info.kind {
-        AddressKind::Mailbox { .. } | AddressKind::Alias { .. } => SenderStatus::Known,
-        AddressKind::DomainAlias { resolved, .. } => sender_status(resolved),
-        AddressKind::CatchAll { .. } | AddressKind::Unknown => {
-            if info.domain_known {
-                SenderStatus::Unknown
-            } else {
-                SenderStatus::NotOurs
-            }
-        }
-    }
 }
 
 /// `RULE.PARAM=VALUE` settings, checked against the catalogue.

@@ -32,22 +32,22 @@ const LIMIT: usize = 100_000;
 const MAX_SAMPLE_BYTES: u64 = 64 << 20;
 
 /// The directory to consult: an explicit list, the Mailcow API, else
-/// Mailcow's database.
-fn directory_source(
-    args: &InvestigateArgs,
+/// Mailcow's database (when Mailcow is found). Shared with `detect`.
+pub(crate) fn directory_source(
+    dir: &crate::cli::DirectoryArgs,
 ) -> anyhow::Result<(Option<DirectorySource>, Option<MailcowConf>)> {
-    let mailcow = find_install(args.mailcow_dir.as_deref())
+    let mailcow = find_install(dir.mailcow_dir.as_deref())
         .map(|d| MailcowConf::load(&d))
         .transpose()
         .context("reading mailcow.conf")?;
-    if args.mailcow_dir.is_some() && mailcow.is_none() {
+    if dir.mailcow_dir.is_some() && mailcow.is_none() {
         anyhow::bail!("no mailcow.conf in the --mailcow-dir given; fix the path");
     }
-    if let Some(list) = &args.directory {
+    if let Some(list) = &dir.directory {
         return Ok((Some(DirectorySource::ListFile(list.clone())), mailcow));
     }
-    if let Some(url) = &args.mailcow_api {
-        let key = match &args.mailcow_api_key_file {
+    if let Some(url) = &dir.mailcow_api {
+        let key = match &dir.mailcow_api_key_file {
             Some(f) => std::fs::read_to_string(f)
                 .with_context(|| format!("reading the Mailcow API key from {}", f.display()))?
                 .lines()
@@ -61,7 +61,7 @@ fn directory_source(
             Some(DirectorySource::MailcowApi(ApiConfig {
                 url: url.clone(),
                 key,
-                ca_file: args.mailcow_api_ca.clone(),
+                ca_file: dir.mailcow_api_ca.clone(),
                 connect_to: None,
                 timeout: std::time::Duration::from_secs(30),
             })),
@@ -307,7 +307,7 @@ pub fn investigate(mut args: InvestigateArgs) -> anyhow::Result<ExitCode> {
     };
 
     // The directory (Mailcow's database or a list), when there is one.
-    let (dir_src, mailcow) = directory_source(&args)?;
+    let (dir_src, mailcow) = directory_source(&args.dir)?;
     if let Some(src) = &dir_src {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

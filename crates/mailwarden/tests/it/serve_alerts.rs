@@ -248,10 +248,22 @@ fn serve_raises_stores_and_sends_alerts_as_lines_arrive() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = mailwarden(d, &["alerts", "list", "--json", "--data-dir", &data_s]);
-    assert_eq!(r.json_lines().len(), 2, "the acknowledged alert is no longer listed as open");
+    assert_eq!(
+        r.json_lines().len(),
+        2,
+        "the acknowledged alert is no longer listed as open"
+    );
     let r = mailwarden(
         d,
-        &["alerts", "list", "--json", "--state", "acknowledged", "--data-dir", &data_s],
+        &[
+            "alerts",
+            "list",
+            "--json",
+            "--state",
+            "acknowledged",
+            "--data-dir",
+            &data_s,
+        ],
     );
     let acked = r.json_lines();
     assert_eq!(acked.len(), 1);
