@@ -287,16 +287,11 @@ pub enum LogsCommand {
     Parse(ParseArgs),
 }
 
-/// Where the log lines come from and how to read them.
+/// How log lines are read: framing, program, zone and year of timestamps
+/// that lack them, the longest line kept. Shared by every command that
+/// reads log files.
 #[derive(Debug, Args, Clone)]
-pub struct InputArgs {
-    /// Log files (plain, .gz, .bz2, .xz — detected by content), or - for
-    /// standard input. Files are read in the order given; give rotated files
-    /// oldest first (mail.log.2.gz mail.log.1 mail.log) so messages that span
-    /// a rotation stitch together.
-    #[arg(value_name = "FILE")]
-    pub files: Vec<PathBuf>,
-
+pub struct ReadArgs {
     /// Framing of the lines. `auto` detects per line and handles mixed input.
     #[arg(long, default_value = "auto", value_name = "FORMAT", value_parser = parse_format, help = format_help())]
     pub format: Format,
@@ -321,6 +316,21 @@ pub struct InputArgs {
     /// `too_long` records.
     #[arg(long, default_value_t = 65_536, value_name = "BYTES")]
     pub max_line_bytes: usize,
+}
+
+/// Where the log lines come from and how to read them.
+#[derive(Debug, Args, Clone)]
+pub struct InputArgs {
+    /// Log files (plain, .gz, .bz2, .xz — detected by content), or - for
+    /// standard input. Files are read in the order given; give rotated files
+    /// oldest first (mail.log.2.gz mail.log.1 mail.log) so messages that span
+    /// a rotation stitch together.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// How the lines are read.
+    #[command(flatten)]
+    pub read: ReadArgs,
 
     /// Emit a message as incomplete when no line about it arrived for this
     /// long (log time). Bounds memory on endless or broken logs.

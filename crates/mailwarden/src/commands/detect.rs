@@ -22,7 +22,6 @@ use mailwarden_core::detect::{
 };
 use mailwarden_core::escape::escape_for_terminal;
 use mailwarden_core::event::Position;
-use mailwarden_core::framing::Format;
 use mailwarden_core::stitch::Stitcher;
 use mailwarden_core::time::{Timestamp, civil_from_days, days_from_civil};
 use serde::Serialize;
@@ -128,25 +127,9 @@ pub struct DetectArgs {
     #[arg(long)]
     pub stats: bool,
 
-    /// Framing of the lines (as for `logs`).
-    #[arg(long, default_value = "auto", value_name = "FORMAT", value_parser = |s: &str| s.parse::<Format>())]
-    pub format: Format,
-
-    /// Program to assume for lines that carry none.
-    #[arg(long, value_name = "PROGRAM")]
-    pub program: Option<String>,
-
-    /// Time zone of timestamps written without one. Default: the system's.
-    #[arg(long, value_name = "TZ")]
-    pub timezone: Option<String>,
-
-    /// Year of year-less timestamps. Default: from each file's modification time.
-    #[arg(long, value_name = "YEAR")]
-    pub year: Option<i32>,
-
-    /// Longest line kept; longer lines are cut.
-    #[arg(long, default_value_t = 65_536, value_name = "BYTES")]
-    pub max_line_bytes: usize,
+    /// How the lines are read.
+    #[command(flatten)]
+    pub read: crate::cli::ReadArgs,
 
     /// Never show a progress bar (it is shown only when stderr is a terminal).
     #[arg(long)]
@@ -345,11 +328,7 @@ fn parse_settings(settings: &[String]) -> anyhow::Result<BTreeMap<String, i64>> 
 fn input_args(args: &DetectArgs) -> InputArgs {
     InputArgs {
         files: args.replay.clone(),
-        format: args.format,
-        program: args.program.clone(),
-        timezone: args.timezone.clone(),
-        year: args.year,
-        max_line_bytes: args.max_line_bytes,
+        read: args.read.clone(),
         horizon: 86_400,
         max_open: 200_000,
         no_progress: args.no_progress,
@@ -391,7 +370,7 @@ fn replay_store(
     input: &InputArgs,
     sink: &mut dyn FnMut(Position, &str, &mailwarden_core::event::Event<'_>),
 ) -> anyhow::Result<bool> {
-    let zone = zone(input.timezone.as_deref())?;
+    let zone = zone(input.read.timezone.as_deref())?;
     let since = args
         .since
         .as_deref()

@@ -105,13 +105,13 @@ pub fn zone(name: Option<&str>) -> anyhow::Result<jiff::tz::TimeZone> {
 
 /// The pipeline configuration from the input flags.
 pub fn pipeline_config(args: &InputArgs, using_sample: bool) -> anyhow::Result<PipelineConfig> {
-    let zone = if using_sample && args.timezone.is_none() {
+    let zone = if using_sample && args.read.timezone.is_none() {
         // The sample was written in UTC by the lab.
         jiff::tz::TimeZone::UTC
     } else {
-        zone(args.timezone.as_deref())?
+        zone(args.read.timezone.as_deref())?
     };
-    let year = match (args.year, using_sample) {
+    let year = match (args.read.year, using_sample) {
         (Some(y), _) => Some(y),
         // The sample's year-less stamps were written in this year.
         (None, true) => Some(SAMPLE_YEAR),
@@ -134,9 +134,9 @@ pub fn pipeline_config(args: &InputArgs, using_sample: bool) -> anyhow::Result<P
         None => None,
     };
     Ok(PipelineConfig {
-        format: args.format,
-        program_hint: args.program.clone(),
-        max_line_bytes: args.max_line_bytes.max(256),
+        format: args.read.format,
+        program_hint: args.read.program.clone(),
+        max_line_bytes: args.read.max_line_bytes.max(256),
         zone,
         now: now(),
         reference_override,

@@ -18,7 +18,6 @@ use mailwarden_core::detect::{
     AlertSeverity, DetectConfig, Engine, RULES, RuleErrors, RuleInfo, RuleSet, RuleSource, UserRule,
 };
 use mailwarden_core::escape::escape_for_terminal;
-use mailwarden_core::framing::Format;
 use serde::Serialize;
 
 use super::detect::{Replay, render_table, replay_files};
@@ -129,23 +128,9 @@ pub struct TestArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Framing of the lines (as for `logs`; default: detected per line).
-    #[arg(long, default_value = "auto", value_name = "FORMAT", value_parser = |s: &str| s.parse::<Format>())]
-    pub format: Format,
-
-    /// Program to assume for lines that carry none (raw lines), e.g.
-    /// postfix/smtpd.
-    #[arg(long, value_name = "PROGRAM")]
-    pub program: Option<String>,
-
-    /// Time zone of timestamps written without one. Default: the system's.
-    #[arg(long, value_name = "TZ")]
-    pub timezone: Option<String>,
-
-    /// Year of year-less timestamps. Default: from each file's modification
-    /// time.
-    #[arg(long, value_name = "YEAR")]
-    pub year: Option<i32>,
+    /// How the lines are read.
+    #[command(flatten)]
+    pub read: crate::cli::ReadArgs,
 }
 
 /// Runs `mailwarden rules …`.
@@ -618,11 +603,7 @@ fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     })?;
     let input = InputArgs {
         files: args.events.clone(),
-        format: args.format,
-        program: args.program.clone(),
-        timezone: args.timezone.clone(),
-        year: args.year,
-        max_line_bytes: 65_536,
+        read: args.read.clone(),
         horizon: 86_400,
         max_open: 200_000,
         no_progress: true,
