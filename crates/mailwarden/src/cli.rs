@@ -206,8 +206,8 @@ pub struct ServeArgs {
     pub no_mailcow: bool,
 
     /// Run no detection rules (by default every built-in rule and the
-    /// [detect] rules files run on each line as it arrives; alerts are
-    /// stored and sent to the [alerts] sinks).
+    /// `[detect]` rules files run on each line as it arrives; alerts are
+    /// stored and sent to the `[alerts]` sinks).
     #[arg(long)]
     pub no_detect: bool,
 

@@ -4,7 +4,7 @@
 //!
 //! Lines are framed, parsed and stitched exactly as for `logs`; every event
 //! and every finished message record goes to the core's
-//! [`Engine`](mailwarden_core::detect::Engine). Exit codes: 0 no alert,
+//! [`Engine`]. Exit codes: 0 no alert,
 //! 1 alerts, 2 errors (an unreadable input, a bad option).
 
 use std::collections::BTreeMap;
