@@ -8,6 +8,7 @@
 //! [`stitch`] (per-message records) → [`summary`] / [`search`].
 
 pub mod detect;
+pub mod doctor;
 pub mod escape;
 pub mod event;
 pub mod framing;

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod collect;
 pub mod directory;
 pub mod dns;
+pub mod doctor;
 pub mod forward;
 pub mod input;
 pub mod mailcow;

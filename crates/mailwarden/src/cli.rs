@@ -93,6 +93,11 @@ pub enum Command {
     /// and suppress a rule's alerts, or some of its keys, for a time. Works
     /// while `serve` runs. Exits 0 when done (an empty list too), 2 on errors.
     Alerts(crate::commands::alerts::AlertsArgs),
+    /// Check the server itself: containers against their compose pins,
+    /// MariaDB's data directory against the server version, host triage
+    /// (logins, sessions, users, shell history, cron, listening ports).
+    /// Read-only. Exits 1 when a check fails, 2 on errors.
+    Doctor(crate::commands::doctor::DoctorArgs),
 }
 
 /// Where the address directory comes from (who is a mailbox, an alias, a

@@ -46,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect(args) => commands::detect::detect(args),
         Command::Rules(cmd) => commands::rules::rules(cmd),
         Command::Alerts(args) => commands::alerts::alerts(args),
+        Command::Doctor(args) => commands::doctor::doctor(args),
     }
 }
 

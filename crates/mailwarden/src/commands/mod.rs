@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod detect;
 pub mod dmarc;
 pub mod dns;
+pub mod doctor;
 pub mod ingest;
 pub mod inputs;
 pub mod investigate;

@@ -1,0 +1,618 @@
+//! `doctor containers` against real components:
+//!
+//! 1. Podman's Docker-compatible API (a private `podman system service`, all
+//!    state in a temporary directory, as in `collect_docker.rs`): images
+//!    imported from rootfs tarballs this test builds and tagged like
+//!    Mailcow's (`mariadb:10.11`, `ghcr.io/mailcow/postfix:1.80`), containers
+//!    created (never started: they cannot run in this sandbox) with compose
+//!    labels; compose pins compared with them; a tag re-imported (as a
+//!    re-pull does) is found as a moved tag; an auto-updater is found.
+//! 2. Running, crash-looping, unhealthy and OOM-killed containers and a
+//!    running Watchtower, from inspect answers in the Docker API's shape.
+//! 3. The real Mailcow compose files (the 10.5 → 10.11 pin change), when
+//!    /work/shared is present.
+//!
+//! Part 1 needs root and `podman`; a missing requirement fails the test with
+//! that hint, it is never skipped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bollard::models::ContainerInspectResponse;
+use mailwarden_core::doctor::container::{self, ids};
+use mailwarden_core::doctor::{Finding, Severity};
+use mailwarden_io::doctor::docker::{self, ContainersConfig};
+
+const PROJECT: &str = "mailcowdockerized";
+const MYSQL: &str = "mailcowdockerized-mysql-mailcow-1";
+const POSTFIX: &str = "mailcowdockerized-postfix-mailcow-1";
+/// 2024-03-14T12:00:00Z
+const NOW: i64 = 1_710_417_600;
+
+/// Our own small compose project (the Mailcow shape, three services).
+const COMPOSE: &str = "\
+services:
+  mysql-mailcow:
+    image: mariadb:${MARIADB_TAG:-10.11}
+    labels:
+      ofelia.enabled: \"$${NOT_A_VAR}\"
+  postfix-mailcow:
+    image: ghcr.io/mailcow/postfix:${POSTFIX_TAG}
+  redis-mailcow:
+    image: redis:7.4.6-alpine
+";
+
+fn find<'a>(f: &'a [Finding], id: &str, subject: &str) -> Option<&'a Finding> {
+    f.iter().find(|f| f.id == id && f.subject == subject)
+}
+
+fn expect<'a>(f: &'a [Finding], id: &str, subject: &str, sev: Severity) -> &'a Finding {
+    let got = find(f, id, subject).unwrap_or_else(|| panic!("no {id} for {subject} in {f:#?}"));
+    assert_eq!(got.severity, sev, "{got:#?}");
+    got
+}
+
+// ---------------------------------------------------------------------------
+// A private Podman (the approach of collect_docker.rs)
+
+struct Podman {
+    dir: tempfile::TempDir,
+    service: Option<Child>,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("mailwarden-podman-doctor")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        for sub in ["tmp", "imgtmp", "net", "vol", "bin", "logs"] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let crun = d.join("bin/crun");
+        fs::write(
+            &crun,
+            format!(
+                "#!/bin/sh\nexec crun --root '{}' \"$@\"\n",
+                d.join("crun-state").display()
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(&crun, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        fs::write(
+            d.join("containers.conf"),
+            format!(
+                "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n\
+                 [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\n",
+                d.join("net").display()
+            ),
+        )
+        .unwrap();
+        Podman { dir, service: None }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.path("podman.sock")
+    }
+
+    fn command(&self) -> Command {
+        let d = self.dir.path();
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", d.join("containers.conf"))
+            .env("TMPDIR", d.join("imgtmp"))
+            .arg("--root")
+            .arg(d.join("root"))
+            .arg("--runroot")
+            .arg(d.join("runroot"))
+            .arg("--tmpdir")
+            .arg(d.join("tmp"))
+            .arg("--network-config-dir")
+            .arg(d.join("net"))
+            .arg("--volumepath")
+            .arg(d.join("vol"))
+            .arg("--runtime")
+            .arg(d.join("bin/crun"))
+            .args([
+                "--storage-driver",
+                "vfs",
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+            ]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.command().args(args).output().expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Builds a minimal rootfs tarball (one file saying `what`) and imports
+    /// it as `reference`; returns the image id.
+    fn import(&self, reference: &str, what: &str) -> String {
+        let root = self.path(&format!("rootfs-{what}"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("etc/image-release"), format!("{what}\n")).unwrap();
+        let tar = self.path(&format!("{what}.tar"));
+        let st = Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&root)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = self.run(&[
+            "import",
+            "--change",
+            &format!("ENV MARIADB_VERSION={what}"),
+            "--change",
+            "CMD [\"/etc/image-release\"]",
+            tar.to_str().unwrap(),
+            reference,
+        ]);
+        out.lines()
+            .last()
+            .unwrap_or_default()
+            .trim_start_matches("sha256:")
+            .to_owned()
+    }
+
+    /// Creates (never starts) a container from `image`.
+    fn create(&self, name: &str, image: &str, labels: &[(&str, &str)], extra: &[&str]) -> String {
+        let log = self.path(&format!("logs/{name}.log"));
+        let mut args: Vec<String> = [
+            "create",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--log-driver",
+            "k8s-file",
+            "--log-opt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("path={}", log.display()));
+        for (k, v) in labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(image.into());
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&a)
+    }
+
+    fn start_service(&mut self) {
+        let sock = self.socket();
+        let _ = fs::remove_file(&sock);
+        let log = fs::File::create(self.path("service.log")).unwrap();
+        let child = self
+            .command()
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start podman system service");
+        self.service = Some(child);
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "podman service did not come up: {}",
+                fs::read_to_string(self.path("service.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.service.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn podman_available() -> bool {
+    Command::new("podman")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn compose_project(
+    dir: &Path,
+    compose: &str,
+    env: &str,
+) -> (
+    Option<mailwarden_core::doctor::compose::ComposeProject>,
+    Vec<Finding>,
+) {
+    let file = dir.join("docker-compose.yml");
+    fs::write(&file, compose).unwrap();
+    fs::write(dir.join(".env"), env).unwrap();
+    let mut findings = Vec::new();
+    let vars = docker::read_env_files(&[dir.join(".env"), dir.join("absent.conf")], &mut findings);
+    let p = docker::load_compose(&[file], &vars, &mut findings);
+    (p, findings)
+}
+
+#[test]
+fn podman_pins_retag_and_updaters() {
+    if !podman_available() {
+        panic!("doctor_containers cannot run: `podman` is not installed; fix: apt-get install podman");
+    }
+    if !is_root() {
+        panic!("doctor_containers cannot run: needs root (a private rootful podman service)");
+    }
+    let rt = rt();
+    let mut pm = Podman::new();
+    let id1 = pm.import("docker.io/library/mariadb:10.11", "10.11.6");
+    pm.run(&[
+        "tag",
+        "docker.io/library/mariadb:10.11",
+        "docker.io/library/mariadb:10.11.6",
+    ]);
+    let postfix_img = pm.import("ghcr.io/mailcow/postfix:1.80", "postfix-1.80");
+    pm.run(&[
+        "tag",
+        "ghcr.io/mailcow/postfix:1.80",
+        "docker.io/containrrr/watchtower:latest",
+    ]);
+    let compose_labels = |svc: &'static str| {
+        [
+            ("com.docker.compose.project", PROJECT),
+            ("com.docker.compose.service", svc),
+        ]
+    };
+    pm.create(
+        MYSQL,
+        "docker.io/library/mariadb:10.11",
+        &compose_labels("mysql-mailcow"),
+        &[],
+    );
+    pm.create(
+        POSTFIX,
+        "ghcr.io/mailcow/postfix:1.80",
+        &compose_labels("postfix-mailcow"),
+        &[],
+    );
+    pm.create(
+        "other-db-1",
+        "docker.io/library/mariadb:10.11",
+        &[("com.docker.compose.project", "other")],
+        &[],
+    );
+    pm.create(
+        "watchtower",
+        "docker.io/containrrr/watchtower:latest",
+        &[],
+        &[
+            "--env",
+            "WATCHTOWER_CLEANUP=true",
+            "--env",
+            "WATCHTOWER_NOTIFICATION_URL=secret",
+        ],
+    );
+    pm.start_service();
+    let cfg = ContainersConfig {
+        socket: pm.socket(),
+        project: PROJECT.into(),
+    };
+    let work = pm.path("compose");
+    fs::create_dir_all(&work).unwrap();
+    let (compose, cf) = compose_project(
+        &work,
+        COMPOSE,
+        "POSTFIX_TAG=1.80\nCOMPOSE_PROJECT_NAME=mailcowdockerized\n",
+    );
+    assert!(cf.is_empty(), "{cf:#?}");
+    let compose = compose.unwrap();
+
+    // 1. As created: pins against the images the containers run.
+    let f = rt.block_on(docker::check(&cfg, Some(&compose), NOW));
+    let never = expect(&f, ids::STOPPED, MYSQL, Severity::Info);
+    assert!(never.message.contains("never started"), "{never:#?}");
+    expect(&f, ids::PIN_FLOATING, "mysql-mailcow", Severity::Warning);
+    let m = expect(&f, ids::IMAGE_MATCHES, MYSQL, Severity::Pass);
+    assert!(m.evidence[0].contains(&id1[..12]), "{m:#?}");
+    expect(&f, ids::PIN_FIXED, "postfix-mailcow", Severity::Pass);
+    expect(&f, ids::IMAGE_MATCHES, POSTFIX, Severity::Pass);
+    expect(&f, ids::SERVICE_MISSING, "redis-mailcow", Severity::Info);
+    assert!(find(&f, ids::IMAGE_NOT_PIN, MYSQL).is_none(), "{f:#?}");
+    assert!(
+        f.iter().all(|f| !f.subject.contains("other-db")),
+        "another project's container: {f:#?}"
+    );
+    // The auto-updater is found (outside the project); it is not running, so info.
+    let w = expect(&f, container::ids::AUTOUPDATER, "watchtower", Severity::Info);
+    assert!(
+        w.evidence.iter().any(|e| e == "env WATCHTOWER_CLEANUP=true"),
+        "{w:#?}"
+    );
+    assert!(w.evidence.iter().all(|e| !e.contains("secret")), "{w:#?}");
+    assert!(
+        w.evidence.iter().any(|e| e.contains(MYSQL)),
+        "the DB is in its scope: {w:#?}"
+    );
+    let _ = postfix_img;
+
+    // 2. `docker pull mariadb:10.11` brought a new patch level: the tag moved,
+    // the container was not re-created.
+    let id2 = pm.import("docker.io/library/mariadb:10.11", "10.11.9");
+    assert_ne!(id1, id2);
+    let f = rt.block_on(docker::check(&cfg, Some(&compose), NOW));
+    let moved = expect(&f, ids::TAG_MOVED, MYSQL, Severity::Warning);
+    assert!(
+        moved.message.contains(&id2[..12]) && moved.message.contains(&id1[..12]),
+        "{moved:#?}"
+    );
+    assert!(
+        moved
+            .evidence
+            .iter()
+            .any(|e| e.contains("MARIADB_VERSION=10.11.9")),
+        "{moved:#?}"
+    );
+    assert!(find(&f, ids::IMAGE_MATCHES, MYSQL).is_none());
+
+    // 3. The compose file pins another version than the container runs.
+    let (older, _) = compose_project(&work, COMPOSE, "MARIADB_TAG=10.5\nPOSTFIX_TAG=1.80\n");
+    let f = rt.block_on(docker::check(&cfg, older.as_ref(), NOW));
+    let d = expect(&f, ids::IMAGE_NOT_PIN, MYSQL, Severity::Warning);
+    assert!(d.message.contains("pins mariadb:10.5"), "{d:#?}");
+
+    // 4. The real Mailcow compose files: the 10.11 pin matches, the 10.5 one not.
+    let corpus = Path::new("/work/shared/corpus/host/mailcow");
+    if corpus.is_dir() {
+        let mut ff = Vec::new();
+        let vars = BTreeMap::from([("COMPOSE_PROJECT_NAME".to_owned(), PROJECT.to_owned())]);
+        for (file, differs) in [
+            ("docker-compose.4ac541f67-parent.mariadb-10.5.yml", true),
+            ("docker-compose.4ac541f67.mariadb-10.11.yml", false),
+        ] {
+            let p = docker::load_compose(&[corpus.join(file)], &vars, &mut ff).unwrap();
+            let f = rt.block_on(docker::check(&cfg, Some(&p), NOW));
+            assert_eq!(
+                find(&f, ids::IMAGE_NOT_PIN, MYSQL).is_some(),
+                differs,
+                "{file}: {f:#?}"
+            );
+            expect(&f, ids::PIN_FLOATING, "mysql-mailcow", Severity::Warning);
+            expect(&f, ids::PIN_FLOATING, "ofelia-mailcow", Severity::Info);
+            expect(&f, ids::SERVICE_MISSING, "dovecot-mailcow", Severity::Info);
+        }
+    } else {
+        eprintln!(
+            "SKIPPED: the real Mailcow compose files ({} is absent)",
+            corpus.display()
+        );
+    }
+
+    // 5. No compose file: the container's own reference is the pin.
+    let f = rt.block_on(docker::check(&cfg, None, NOW));
+    expect(&f, ids::TAG_MOVED, MYSQL, Severity::Warning);
+    expect(&f, ids::PIN_FLOATING, "mysql-mailcow", Severity::Warning);
+
+    // 6. Another project name: nothing of ours, said so.
+    let f = rt.block_on(docker::check(
+        &ContainersConfig {
+            project: "nothing-here".into(),
+            ..cfg.clone()
+        },
+        None,
+        NOW,
+    ));
+    expect(&f, docker::ids::PROJECT_EMPTY, "nothing-here", Severity::Warning);
+}
+
+#[test]
+fn missing_socket_is_an_info_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let f = rt().block_on(docker::check(
+        &ContainersConfig {
+            socket: socket.clone(),
+            project: PROJECT.into(),
+        },
+        None,
+        NOW,
+    ));
+    assert_eq!(f.len(), 1);
+    let u = expect(
+        &f,
+        docker::ids::API_UNAVAILABLE,
+        &socket.display().to_string(),
+        Severity::Info,
+    );
+    assert!(u.message.contains("no Docker API socket at"), "{u:#?}");
+    assert!(u.fix.as_deref().is_some_and(|x| x.contains("--socket")));
+    // The pins are still classified: they need no engine.
+    let (compose, _) = compose_project(dir.path(), COMPOSE, "POSTFIX_TAG=1.80\n");
+    let f = rt().block_on(docker::check(
+        &ContainersConfig {
+            socket: socket.clone(),
+            project: PROJECT.into(),
+        },
+        compose.as_ref(),
+        NOW,
+    ));
+    expect(&f, ids::PIN_FLOATING, "mysql-mailcow", Severity::Warning);
+    expect(&f, ids::PIN_FIXED, "redis-mailcow", Severity::Pass);
+    assert!(f.iter().all(|f| f.id != ids::SERVICE_MISSING), "{f:#?}");
+    // A path that is not a socket.
+    fs::write(&socket, "").unwrap();
+    let f = rt().block_on(docker::check(
+        &ContainersConfig {
+            socket: socket.clone(),
+            project: PROJECT.into(),
+        },
+        None,
+        NOW,
+    ));
+    expect(
+        &f,
+        docker::ids::API_UNAVAILABLE,
+        &socket.display().to_string(),
+        Severity::Info,
+    );
+}
+
+#[test]
+fn compose_errors_become_findings_with_path_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("docker-compose.yml");
+    fs::write(
+        &bad,
+        "services:\n  mysql-mailcow:\n    image: mariadb:10.11\n   bad: [\n",
+    )
+    .unwrap();
+    let over = dir.path().join("docker-compose.override.yml");
+    fs::write(&over, "services:\n  mysql-mailcow:\n    image: mariadb:10.11.6\n").unwrap();
+    let absent = dir.path().join("absent.yml");
+    let mut f = Vec::new();
+    let p = docker::load_compose(&[bad.clone(), over, absent.clone()], &BTreeMap::new(), &mut f).unwrap();
+    assert_eq!(
+        p.services["mysql-mailcow"].image.as_deref(),
+        Some("mariadb:10.11.6")
+    );
+    let e = expect(
+        &f,
+        docker::ids::COMPOSE_INVALID,
+        &bad.display().to_string(),
+        Severity::Warning,
+    );
+    assert!(e.message.contains(&format!("{}:", bad.display())), "{e:#?}");
+    expect(
+        &f,
+        docker::ids::COMPOSE_INVALID,
+        &absent.display().to_string(),
+        Severity::Warning,
+    );
+    // Unset variables are reported once, with their service.
+    let mut f = Vec::new();
+    let one = dir.path().join("one.yml");
+    fs::write(&one, "services:\n  a:\n    image: x:${TAG}\n").unwrap();
+    docker::load_compose(&[one], &BTreeMap::new(), &mut f).unwrap();
+    let u = &f[0];
+    assert_eq!(
+        (u.id, u.severity),
+        (docker::ids::COMPOSE_UNSET_VARIABLES, Severity::Info)
+    );
+    assert_eq!(u.evidence, ["TAG (service a)"]);
+}
+
+/// An inspect answer in the Docker API's shape (Docker 24), for states a
+/// container cannot reach in this sandbox.
+fn inspect_json(
+    name: &str,
+    image: &str,
+    state: &str,
+    restart_count: i64,
+    extra_config: &str,
+    cmd: &str,
+) -> String {
+    format!(
+        r#"{{"Id":"4f1c0d3e2b1a09f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e6d5c4b3a291807","Created":"2024-03-13T22:10:03.5Z","Path":"docker-entrypoint.sh","Args":["mariadbd"],"State":{state},"Image":"sha256:3f1e2d4c5b6a79880a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071","Name":"/{name}","RestartCount":{restart_count},"Driver":"overlay2","Platform":"linux","Config":{{"Hostname":"4f1c0d3e2b1a","Env":["TZ=Europe/Berlin","MYSQL_ROOT_PASSWORD=hunter2"{extra_config}],"Cmd":{cmd},"Image":"{image}","Labels":{{"com.docker.compose.project":"mailcowdockerized","com.docker.compose.service":"mysql-mailcow","com.docker.compose.version":"2.24.5"}}}},"HostConfig":{{"RestartPolicy":{{"Name":"always","MaximumRetryCount":0}}}}}}"#
+    )
+}
+
+#[test]
+fn captured_inspect_states() {
+    let parse = |j: &str| -> container::ContainerFacts {
+        let i: ContainerInspectResponse = serde_json::from_str(j).unwrap_or_else(|e| panic!("{e}: {j}"));
+        docker::facts_from_inspect(&i)
+    };
+    // MariaDB crash-looping on a data directory it cannot read.
+    let looping = parse(&inspect_json(
+        MYSQL,
+        "mariadb:10.11",
+        r#"{"Status":"restarting","Running":true,"Paused":false,"Restarting":true,"OOMKilled":false,"Dead":false,"Pid":0,"ExitCode":1,"Error":"","StartedAt":"2024-03-14T11:59:51.2Z","FinishedAt":"2024-03-14T11:59:52.9Z"}"#,
+        214,
+        "",
+        r#"["mariadbd"]"#,
+    ));
+    assert_eq!(looping.service.as_deref(), Some("mysql-mailcow"));
+    assert!(looping.updater_env.is_empty(), "no secrets kept");
+    let f = container::check_state(&looping, NOW);
+    let c = expect(&f, ids::CRASH_LOOP, MYSQL, Severity::Fail);
+    assert!(c.message.contains("214 times, last exit code 1"), "{c:#?}");
+    assert!(c.fix.as_deref().is_some_and(|x| x.contains("doctor mariadb")));
+    // Healthy and running for hours.
+    let ok = parse(&inspect_json(
+        MYSQL,
+        "mariadb:10.11",
+        r#"{"Status":"running","Running":true,"Paused":false,"Restarting":false,"OOMKilled":false,"Dead":false,"Pid":4242,"ExitCode":0,"Error":"","StartedAt":"2024-03-14T02:00:00Z","FinishedAt":"0001-01-01T00:00:00Z","Health":{"Status":"healthy","FailingStreak":0,"Log":[]}}"#,
+        0,
+        "",
+        r#"["mariadbd"]"#,
+    ));
+    assert_eq!(
+        container::check_state(&ok, NOW)
+            .iter()
+            .map(|f| f.id)
+            .collect::<Vec<_>>(),
+        [ids::RUNNING]
+    );
+    // Unhealthy, and killed by the OOM killer earlier.
+    let sick = parse(&inspect_json(
+        MYSQL,
+        "mariadb:10.11",
+        r#"{"Status":"exited","Running":false,"Paused":false,"Restarting":false,"OOMKilled":true,"Dead":false,"Pid":0,"ExitCode":137,"Error":"","StartedAt":"2024-03-14T02:00:00Z","FinishedAt":"2024-03-14T11:00:00Z","Health":{"Status":"unhealthy","FailingStreak":9,"Log":[]}}"#,
+        3,
+        "",
+        r#"["mariadbd"]"#,
+    ));
+    let f = container::check_state(&sick, NOW);
+    expect(&f, ids::EXITED, MYSQL, Severity::Warning);
+    expect(&f, ids::OOM, MYSQL, Severity::Warning);
+    expect(&f, ids::UNHEALTHY, MYSQL, Severity::Warning);
+    // A running Watchtower without --label-enable updates the MariaDB container.
+    let mut wt = parse(&inspect_json(
+        "watchtower",
+        "containrrr/watchtower",
+        r#"{"Status":"running","Running":true,"Paused":false,"Restarting":false,"OOMKilled":false,"Dead":false,"Pid":77,"ExitCode":0,"Error":"","StartedAt":"2024-03-01T00:00:00Z","FinishedAt":"0001-01-01T00:00:00Z"}"#,
+        0,
+        r#","WATCHTOWER_CLEANUP=true","WATCHTOWER_HTTP_API_TOKEN=t0ken""#,
+        r#"["--interval","300","--cleanup"]"#,
+    ));
+    wt.project = None;
+    let f = container::check_autoupdaters(std::slice::from_ref(&wt), std::slice::from_ref(&ok));
+    let a = expect(&f, container::ids::AUTOUPDATER, "watchtower", Severity::Fail);
+    assert!(a.evidence.iter().all(|e| !e.contains("t0ken")), "{a:#?}");
+}
