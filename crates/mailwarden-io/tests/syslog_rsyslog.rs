@@ -316,7 +316,10 @@ fn collector_body(out: &Path, port: Option<u16>, port_file: &Path, tls: Option<&
 
 fn read_collected(path: &Path) -> Vec<Collected> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    // A last line without its newline is still being written (or was cut
+    // when the collector was killed): not a message yet.
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .filter(|l| !l.is_empty())
         .map(|l| {
             let p: Vec<&str> = l.splitn(8, '|').collect();
