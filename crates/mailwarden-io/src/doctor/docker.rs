@@ -54,7 +54,10 @@ pub fn read_env_files(paths: &[PathBuf], findings: &mut Vec<Finding>) -> BTreeMa
     let mut vars = BTreeMap::new();
     for p in paths {
         match std::fs::read(p) {
-            Ok(b) => vars.extend(compose::parse_env(&String::from_utf8_lossy(&b))),
+            Ok(b) => {
+                super::evidence::file(p, &b, "whole file");
+                vars.extend(compose::parse_env(&String::from_utf8_lossy(&b)));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => findings.push(
                 Finding::new(
@@ -87,6 +90,7 @@ pub fn load_compose(
         let parsed = std::fs::read(f)
             .map_err(|e| format!("cannot read: {e}"))
             .and_then(|b| {
+                super::evidence::file(f, &b, "whole file");
                 let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
                 compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
             });
@@ -287,7 +291,14 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
     for c in list.iter().take(MAX_CONTAINERS) {
         let Some(id) = c.id.as_deref() else { continue };
         match docker.inspect_container(id, None).await {
-            Ok(i) => all.push(facts_from_inspect(&i)),
+            Ok(i) => {
+                if super::evidence::active()
+                    && let Ok(json) = serde_json::to_vec_pretty(&i)
+                {
+                    super::evidence::api(&format!("GET /containers/{id}/json"), &json);
+                }
+                all.push(facts_from_inspect(&i));
+            }
             // Removed between list and inspect: simply gone.
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
             // Anything else (an answer bollard cannot read, a server error)

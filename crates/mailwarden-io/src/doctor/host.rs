@@ -178,7 +178,15 @@ impl Triage<'_> {
             Ok(b)
         });
         match r {
-            Ok(b) => Some(b),
+            Ok(b) => {
+                let part = if b.len() as u64 >= max {
+                    format!("first {} bytes", b.len())
+                } else {
+                    "whole file".to_owned()
+                };
+                super::evidence::file(path, &b, &part);
+                Some(b)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
                 self.unreadable(path, &e);
@@ -276,6 +284,17 @@ impl Triage<'_> {
                 Err(e) => {
                     self.unreadable(&path, &e);
                     continue;
+                }
+            }
+            if super::evidence::active() {
+                let copy = File::open(&path).and_then(|f| {
+                    let mut b = Vec::new();
+                    f.take(super::evidence::MAX_ARTIFACT_BYTES as u64)
+                        .read_to_end(&mut b)?;
+                    Ok(b)
+                });
+                if let Ok(b) = copy {
+                    super::evidence::file(&path, &b, "the log file as stored (compressed if it is)");
                 }
             }
             let opened = match open_input(&InputSource::File(path.clone())) {
@@ -867,6 +886,17 @@ impl Triage<'_> {
         // Only the process started here is stopped (it reads, never writes).
         let _ = child.kill();
         let _ = child.wait();
+        let mut out = lines.join("\n");
+        out.push('\n');
+        super::evidence::command(
+            &["dpkg", "--verify"],
+            out.as_bytes(),
+            if timed_out {
+                "stopped at the time limit"
+            } else {
+                "finished"
+            },
+        );
         let changes: Vec<_> = lines
             .iter()
             .filter_map(|l| parse_dpkg_verify(l))

@@ -79,6 +79,12 @@ fn finding(id: &'static str, sev: Severity, subject: impl Into<String>, msg: imp
 pub fn read_bounded(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     File::open(path)?.take(max).read_to_end(&mut buf)?;
+    let part = if buf.len() as u64 >= max {
+        format!("first {} bytes", buf.len())
+    } else {
+        "whole file".to_owned()
+    };
+    super::evidence::file(path, &buf, &part);
     Ok(buf)
 }
 
@@ -168,6 +174,8 @@ pub fn read_datadir(dir: &Path, findings: &mut Vec<Finding>) -> Observed {
 /// The version `binary --version` prints; `None` when it cannot run.
 pub fn mariadbd_version(binary: &Path) -> Option<ServerVersion> {
     let out = Command::new(binary).arg("--version").output().ok()?;
+    let shown = binary.display().to_string();
+    super::evidence::command(&[&shown, "--version"], &out.stdout, &out.status.to_string());
     let text = String::from_utf8_lossy(&out.stdout);
     let version = parse_mariadbd_version(&text)?;
     Some(ServerVersion {
@@ -184,6 +192,15 @@ pub fn read_log_tail(path: &Path) -> io::Result<Vec<String>> {
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     f.take(MAX_LOG_BYTES).read_to_end(&mut buf)?;
+    super::evidence::file(
+        path,
+        &buf,
+        &if start > 0 {
+            format!("last {} bytes", buf.len())
+        } else {
+            "whole file".to_owned()
+        },
+    );
     let mut lines: Vec<String> = buf.split(|b| *b == b'\n').map(cut_line).collect();
     if start > 0 && !lines.is_empty() {
         lines.remove(0); // a partial line
@@ -436,10 +453,16 @@ pub async fn check(cfg: &MariadbConfig) -> Vec<Finding> {
     } else if let Some(c) = &container {
         let source = format!("docker logs {}", c.name);
         match container_log_lines(&cfg.socket, &c.id).await {
-            Ok(lines) => findings.extend(core::log_findings(
-                &core::diagnose_log(lines.iter().map(String::as_str)),
-                &source,
-            )),
+            Ok(lines) => {
+                if super::evidence::active() {
+                    let text = lines.join("\n");
+                    super::evidence::api(&format!("GET /containers/{}/logs", c.id), text.as_bytes());
+                }
+                findings.extend(core::log_findings(
+                    &core::diagnose_log(lines.iter().map(String::as_str)),
+                    &source,
+                ));
+            }
             Err(e) => findings.push(
                 finding(
                     ids::LOG_UNREADABLE,

@@ -3,5 +3,6 @@
 //! decoders of `mailwarden_core::doctor`. Everything here is read-only.
 
 pub mod docker;
+pub mod evidence;
 pub mod host;
 pub mod mariadb;

@@ -15,6 +15,7 @@ use mailwarden_core::doctor::hardening::{
     read_iptables_save, read_nft, read_sshd_config, ssh_findings, syslog_forwarding,
 };
 use mailwarden_core::doctor::{Area, Finding, Severity};
+use mailwarden_io::doctor::evidence;
 
 use super::CommonArgs;
 
@@ -226,6 +227,7 @@ pub fn run(common: &CommonArgs, args: &HardeningArgs, findings: &mut Vec<Finding
         .unwrap_or(0);
     for c in certs {
         let bytes = std::fs::read(&c).map_err(|e| anyhow::anyhow!("{}: {e}", c.display()))?;
+        evidence::file(&c, &bytes, "whole file");
         findings.extend(certificate_findings(&c.display().to_string(), &bytes, now));
     }
     Ok(())
@@ -237,6 +239,12 @@ fn read(path: &Path) -> Option<String> {
     let f = std::fs::File::open(path).ok()?;
     let mut buf = Vec::new();
     f.take(MAX_FILE).read_to_end(&mut buf).ok()?;
+    let part = if buf.len() as u64 >= MAX_FILE {
+        format!("first {} bytes", buf.len())
+    } else {
+        "whole file".to_owned()
+    };
+    evidence::file(path, &buf, &part);
     Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
@@ -245,6 +253,7 @@ fn read(path: &Path) -> Option<String> {
 fn list(cmd: &[&str]) -> Option<String> {
     let (prog, args) = cmd.split_first()?;
     let out = Command::new(prog).args(args).output().ok()?;
+    evidence::command(cmd, &out.stdout, &out.status.to_string());
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())

@@ -50,6 +50,16 @@ pub struct CommonArgs {
     /// Also list the checks that passed.
     #[arg(long, global = true)]
     pub all: bool,
+    /// Keep an evidence bundle in DIR (which must not exist or be empty):
+    /// a copy of every file, command output and Docker answer the checks
+    /// read (password hashes and secret-looking values redacted), the
+    /// findings, a collection log with the commands run, and a SHA-256
+    /// manifest (manifest.json, manifest.sha256 for `sha256sum -c`).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub evidence: Option<PathBuf>,
+    /// With --evidence, also pack the bundle into DIR.tar.gz.
+    #[arg(long, requires = "evidence", global = true)]
+    pub tar: bool,
 }
 
 /// The parts of `doctor`.
@@ -82,6 +92,11 @@ type PartFn<'a> = Box<dyn Fn(&mut Vec<Finding>) -> anyhow::Result<()> + 'a>;
 /// Runs `mailwarden doctor`.
 pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let common = args.common;
+    if let Some(dir) = &common.evidence {
+        let line: Vec<String> = std::env::args().collect();
+        mailwarden_io::doctor::evidence::start(dir, &line.join(" "))
+            .map_err(|e| anyhow::anyhow!("--evidence {}: {e}", dir.display()))?;
+    }
     let mut findings: Vec<Finding> = Vec::new();
     match args.part {
         Some(Part::Containers(a)) => containers::run(&common, &a, &mut findings)?,
@@ -126,6 +141,25 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     }
     sort_findings(&mut findings);
+    if let Some(dir) = &common.evidence {
+        let mut jsonl = Vec::new();
+        for f in &findings {
+            json_line(&mut jsonl, f)?;
+        }
+        let m = mailwarden_io::doctor::evidence::finish(&jsonl, common.tar)
+            .map_err(|e| anyhow::anyhow!("--evidence {}: {e}", dir.display()))?;
+        eprintln!(
+            "mailwarden: evidence: {} files in {}{}{}",
+            m.entries.len(),
+            dir.display(),
+            if common.tar { " (and .tar.gz)" } else { "" },
+            if m.not_copied > 0 {
+                format!("; {} artifacts not copied (size bound)", m.not_copied)
+            } else {
+                String::new()
+            }
+        );
+    }
     let mut out = stdout();
     if common.json {
         for f in &findings {
