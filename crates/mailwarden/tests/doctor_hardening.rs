@@ -83,6 +83,31 @@ fn a_weak_server_and_a_hardened_one() {
         .status()
         .expect("openssl");
     assert!(ok.success());
+    // The Mailcow checkout: a git repository with two release tags, the
+    // older one checked out.
+    let git = |args: &[&str], date: &str| {
+        let ok = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .current_dir(&mailcow)
+            .env("GIT_COMMITTER_DATE", date)
+            .env("GIT_AUTHOR_DATE", date)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("git");
+        assert!(ok.success(), "git {args:?}");
+    };
+    git(&["init", "-q"], "2025-01-10T00:00:00Z");
+    git(&["add", "mailcow.conf"], "2025-01-10T00:00:00Z");
+    git(&["commit", "-q", "-m", "january"], "2025-01-10T00:00:00Z");
+    git(&["tag", "2025-01"], "2025-01-10T00:00:00Z");
+    git(
+        &["commit", "-q", "--allow-empty", "-m", "march"],
+        "2025-03-10T00:00:00Z",
+    );
+    git(&["tag", "2025-03"], "2025-03-10T00:00:00Z");
+    git(&["checkout", "-q", "2025-01"], "2025-03-10T00:00:00Z");
     write(
         dir.path(),
         "open.nft",
@@ -111,6 +136,8 @@ fn a_weak_server_and_a_hardened_one() {
         ("hardening.logging.docker-rotation", "info"),
         ("hardening.logging.mailcow-log-lines", "warning"),
         ("hardening.tls.expires-soon", "warning"),
+        ("hardening.mailcow.relay-via-docker-proxy", "warning"),
+        ("hardening.mailcow.behind-release", "warning"),
     ] {
         assert!(
             got.contains(&(want.0.to_owned(), want.1.to_owned())),

@@ -502,6 +502,156 @@ pub fn certificate_findings(name: &str, pem: &[u8], now: i64) -> Vec<Finding> {
     }
 }
 
+/// What decides whether Mailcow's Postfix trusts outsiders that come in
+/// through Docker's userland proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayRisk {
+    /// `IPV4_NETWORK` of mailcow.conf (default `172.22.1`).
+    pub ipv4_network: Option<String>,
+    /// `SMTP_PORT` of mailcow.conf (default `25`, all addresses).
+    pub smtp_port: Option<String>,
+    /// `mynetworks` as configured (extra.cf over main.cf), with where.
+    pub mynetworks: Option<(String, String)>,
+    /// `userland-proxy` of /etc/docker/daemon.json (Docker's default: true).
+    pub userland_proxy: Option<bool>,
+}
+
+/// The `hardening.mailcow.relay-via-docker-proxy` check. Docker's
+/// userland proxy accepts IPv6 connections to a published port and
+/// forwards them over IPv4 from the bridge's gateway (`IPV4_NETWORK.1`), so
+/// Postfix sees every such outsider as a member of the Docker network —
+/// which Mailcow's `mynetworks` trusts: an open relay (mailcow issues #5242,
+/// #1145, docs #858). Safe when the proxy is off (`"userland-proxy": false`)
+/// or the SMTP port is published on IPv4 only (`SMTP_PORT=0.0.0.0:25`), or
+/// when `mynetworks` does not hold the Docker network.
+pub fn relay_risk_findings(r: &RelayRisk, conf_name: &str) -> Vec<Finding> {
+    let net = r.ipv4_network.clone().unwrap_or_else(|| "172.22.1".to_owned());
+    let gateway = format!("{net}.1");
+    let (mynetworks, where_) = r.mynetworks.clone().unwrap_or_else(|| {
+        (
+            format!("127.0.0.0/8 {net}.0/24 (Mailcow's default)"),
+            "default".to_owned(),
+        )
+    });
+    let trusts_gateway = mynetworks.split([' ', ',']).any(|n| {
+        let n = n.trim();
+        n.parse::<ipnet::Ipv4Net>()
+            .ok()
+            .zip(gateway.parse::<std::net::Ipv4Addr>().ok())
+            .is_some_and(|(net, gw)| net.contains(&gw))
+    });
+    let port = r.smtp_port.clone().unwrap_or_else(|| "25".to_owned());
+    let ipv4_only = port
+        .rsplit_once(':')
+        .is_some_and(|(addr, _)| addr.parse::<std::net::Ipv4Addr>().is_ok());
+    let proxy = r.userland_proxy.unwrap_or(true);
+    let evidence = [
+        format!("mynetworks = {mynetworks} ({where_})"),
+        format!("{conf_name}: IPV4_NETWORK={net}, SMTP_PORT={port}"),
+        format!(
+            "/etc/docker/daemon.json: userland-proxy {}",
+            match r.userland_proxy {
+                Some(v) => v.to_string(),
+                None => "not set (Docker's default: true)".to_owned(),
+            }
+        ),
+    ];
+    let mut f = if trusts_gateway && proxy && !ipv4_only {
+        Finding::new(
+            "hardening.mailcow.relay-via-docker-proxy",
+            Area::Hardening,
+            Severity::Warning,
+            "mailcow",
+            format!(
+                "IPv6 clients reach Postfix through Docker's userland proxy and arrive as {gateway}, which mynetworks trusts: anyone with IPv6 can relay"
+            ),
+        )
+        .fix("set \"userland-proxy\": false in /etc/docker/daemon.json and restart Docker, or publish SMTP on IPv4 only (SMTP_PORT=0.0.0.0:25 in mailcow.conf); then test relaying from an outside IPv6 address")
+    } else {
+        Finding::new(
+            "hardening.mailcow.relay-via-docker-proxy",
+            Area::Hardening,
+            Severity::Pass,
+            "mailcow",
+            if !trusts_gateway {
+                format!("mynetworks does not trust the Docker gateway {gateway}")
+            } else if !proxy {
+                "Docker's userland proxy is off: clients keep their own addresses".to_owned()
+            } else {
+                "SMTP is published on IPv4 only".to_owned()
+            },
+        )
+    };
+    for e in evidence {
+        f = f.evidence(e);
+    }
+    vec![f]
+}
+
+/// `mynetworks` from Postfix configuration text (the last assignment wins,
+/// continuation lines joined), with its line.
+pub fn postfix_mynetworks(name: &str, text: &str) -> Option<(String, String)> {
+    let mut found = None;
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((i, line)) = lines.next() {
+        let l = line.trim_start();
+        if l.starts_with('#') || line.starts_with([' ', '\t']) {
+            continue;
+        }
+        if let Some((k, v)) = l.split_once('=')
+            && k.trim() == "mynetworks"
+        {
+            let mut value = v.trim().to_owned();
+            while let Some((_, next)) = lines.peek() {
+                if next.starts_with([' ', '\t']) && !next.trim().is_empty() {
+                    value.push(' ');
+                    value.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            found = Some((value, format!("{name}:{}", i + 1)));
+        }
+    }
+    found
+}
+
+/// Where a Mailcow checkout stands against the newest release tag it
+/// knows (tags fetched with the last `git fetch`/`update.sh`).
+pub fn mailcow_checkout_findings(dir: &str, current: Option<&str>, newest: Option<&str>) -> Vec<Finding> {
+    match (current, newest) {
+        (Some(c), Some(n)) if c != n => vec![
+            Finding::new(
+                "hardening.mailcow.behind-release",
+                Area::Hardening,
+                Severity::Warning,
+                dir,
+                format!("the Mailcow checkout is at {c}; release {n} is known and not installed"),
+            )
+            .evidence(format!("git describe --tags: {c}; newest tag: {n}"))
+            .fix("read the release notes, then run ./update.sh in the Mailcow directory"),
+        ],
+        (Some(c), Some(_)) => vec![
+            Finding::new(
+                "hardening.mailcow.behind-release",
+                Area::Hardening,
+                Severity::Pass,
+                dir,
+                format!("the Mailcow checkout is at the newest release it knows ({c}); `./update.sh --check` asks upstream"),
+            )
+            .evidence(format!("git describe --tags: {c}")),
+        ],
+        _ => vec![Finding::new(
+            "hardening.mailcow.not-a-checkout",
+            Area::Hardening,
+            Severity::Info,
+            dir,
+            "not a git checkout with release tags: how far behind Mailcow's releases it is was not checked",
+        )],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -635,6 +785,67 @@ mod tests {
         assert_eq!(
             mailcow_log_lines_findings("mailcow.conf", Some("500000"))[0].severity,
             Severity::Info
+        );
+    }
+
+    #[test]
+    fn relay_through_the_docker_proxy() {
+        let main = "smtpd_banner = x\nmynetworks = 127.0.0.0/8 [::1]/128\n  172.22.1.0/24 [fd4d:6169:6c63:6f77::]/64\n";
+        let (v, at) = postfix_mynetworks("main.cf", main).unwrap();
+        assert!(v.contains("172.22.1.0/24"), "{v}");
+        assert_eq!(at, "main.cf:2");
+        let risky = RelayRisk {
+            mynetworks: Some((v.clone(), at.clone())),
+            ..RelayRisk::default()
+        };
+        assert_eq!(
+            relay_risk_findings(&risky, "mailcow.conf")[0].severity,
+            Severity::Warning
+        );
+        let off = RelayRisk {
+            userland_proxy: Some(false),
+            ..risky.clone()
+        };
+        assert_eq!(
+            relay_risk_findings(&off, "mailcow.conf")[0].severity,
+            Severity::Pass
+        );
+        let v4 = RelayRisk {
+            smtp_port: Some("0.0.0.0:25".into()),
+            ..risky.clone()
+        };
+        assert_eq!(
+            relay_risk_findings(&v4, "mailcow.conf")[0].severity,
+            Severity::Pass
+        );
+        let narrow = RelayRisk {
+            mynetworks: Some(("127.0.0.0/8".into(), "extra.cf:1".into())),
+            ..risky
+        };
+        assert_eq!(
+            relay_risk_findings(&narrow, "mailcow.conf")[0].severity,
+            Severity::Pass
+        );
+        // Mailcow's default when nothing is read: the Docker network is trusted.
+        assert_eq!(
+            relay_risk_findings(&RelayRisk::default(), "x")[0].severity,
+            Severity::Warning
+        );
+    }
+
+    #[test]
+    fn checkouts() {
+        assert_eq!(
+            mailcow_checkout_findings("/opt/m", Some("2025-01"), Some("2025-03"))[0].severity,
+            Severity::Warning
+        );
+        assert_eq!(
+            mailcow_checkout_findings("/opt/m", Some("2025-03"), Some("2025-03"))[0].severity,
+            Severity::Pass
+        );
+        assert_eq!(
+            mailcow_checkout_findings("/opt/m", None, None)[0].id,
+            "hardening.mailcow.not-a-checkout"
         );
     }
 

@@ -1,7 +1,9 @@
 //! `mailwarden doctor hardening`: Lynis-style checks of what protects the
 //! server — SSH settings, input filtering, a brute-force blocker, central
 //! logging, how long logs survive (Docker rotation, Mailcow's `LOG_LINES`),
-//! the TLS certificate. Reads files under `--root` (default `/`); the
+//! the TLS certificate; on Mailcow, an open relay through Docker's userland
+//! proxy and how far the checkout is behind its releases. Reads files under
+//! `--root` (default `/`); the
 //! firewall is listed with `nft list ruleset` and `iptables-save` (listing
 //! only) when the root is this machine's, or read from files given.
 
@@ -10,9 +12,10 @@ use std::process::Command;
 
 use clap::Args;
 use mailwarden_core::doctor::hardening::{
-    FirewallView, SshdSettings, bruteforce_blocker, bruteforce_findings, certificate_findings,
-    docker_logging_findings, firewall_findings, logging_findings, mailcow_chain, mailcow_log_lines_findings,
-    read_iptables_save, read_nft, read_sshd_config, ssh_findings, syslog_forwarding,
+    FirewallView, RelayRisk, SshdSettings, bruteforce_blocker, bruteforce_findings, certificate_findings,
+    docker_logging_findings, firewall_findings, logging_findings, mailcow_chain, mailcow_checkout_findings,
+    mailcow_log_lines_findings, postfix_mynetworks, read_iptables_save, read_nft, read_sshd_config,
+    relay_risk_findings, ssh_findings, syslog_forwarding,
 };
 use mailwarden_core::doctor::{Area, Finding, Severity};
 use mailwarden_io::doctor::evidence;
@@ -205,11 +208,49 @@ pub fn run(common: &CommonArgs, args: &HardeningArgs, findings: &mut Vec<Finding
         let conf = dir.join("mailcow.conf");
         let text = read(&conf)
             .ok_or_else(|| anyhow::anyhow!("{}: cannot read it; fix --mailcow-dir", conf.display()))?;
-        let log_lines = text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("LOG_LINES="))
-            .next_back()
-            .map(|v| v.trim_matches(['"', '\'']).to_owned());
+        let setting = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+                .next_back()
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+        };
+        let log_lines = setting("LOG_LINES");
+        // Open relay through Docker's userland proxy.
+        let mut mynetworks = None;
+        for cf in ["data/conf/postfix/main.cf", "data/conf/postfix/extra.cf"] {
+            let p = dir.join(cf);
+            if let Some(t) = read(&p)
+                && let Some(m) = postfix_mynetworks(&p.display().to_string(), &t)
+            {
+                mynetworks = Some(m);
+            }
+        }
+        let userland_proxy = read(&daemon)
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("userland-proxy").and_then(serde_json::Value::as_bool));
+        findings.extend(relay_risk_findings(
+            &RelayRisk {
+                ipv4_network: setting("IPV4_NETWORK"),
+                smtp_port: setting("SMTP_PORT"),
+                mynetworks,
+                userland_proxy,
+            },
+            &conf.display().to_string(),
+        ));
+        // How far the checkout is behind the releases it knows.
+        let dir_s = dir.display().to_string();
+        let git = |args: &[&str]| {
+            let mut cmd = vec!["git", "-c", "safe.directory=*", "-C", dir_s.as_str()];
+            cmd.extend_from_slice(args);
+            list(&cmd).and_then(|t| t.lines().next().map(|l| l.trim().to_owned()))
+        };
+        let current = git(&["describe", "--tags", "--abbrev=0"]);
+        let newest = git(&["tag", "--list", "--sort=-creatordate"]);
+        findings.extend(mailcow_checkout_findings(
+            &dir_s,
+            current.as_deref(),
+            newest.as_deref(),
+        ));
         findings.extend(mailcow_log_lines_findings(
             &conf.display().to_string(),
             log_lines.as_deref(),

@@ -82,7 +82,9 @@ pub enum Part {
     /// Hardening: SSH settings (root login, passwords), input filtering,
     /// a brute-force blocker (fail2ban, CrowdSec, Mailcow netfilter), central
     /// logging, how long logs survive (Docker rotation, Mailcow's LOG_LINES),
-    /// TLS certificate expiry.
+    /// TLS certificate expiry; on Mailcow, an open relay through Docker's
+    /// userland proxy (IPv6 clients seen as the trusted Docker gateway) and
+    /// the checkout against the newest release tag it knows.
     Hardening(hardening::HardeningArgs),
 }
 
