@@ -385,3 +385,75 @@ fn the_running_server_is_found_by_its_working_directory() {
     let tmp = tempfile::tempdir().unwrap();
     assert_eq!(local_server_on(tmp.path()), None);
 }
+
+/// Through a real Docker API (a private `podman system service`): the
+/// `mysql-mailcow` container is found by its compose label, its data
+/// directory by the mount at /var/lib/mysql, the server version from the
+/// image's MARIADB_VERSION. The same real data directory mounted into a
+/// container of an older image is a downgrade.
+#[test]
+fn the_data_directory_found_through_the_docker_api() {
+    use mailwarden_testlab::podman::{Podman, podman_available};
+    if !podman_available() || !is_root() {
+        eprintln!("SKIPPED: needs root and podman (apt-get install podman)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(datadir) = install_db(tmp.path()) else {
+        return;
+    };
+    let server = mariadbd_version(Path::new(MARIADBD)).expect("mariadbd --version");
+    let mut podman = Podman::new();
+    let labels = [
+        ("com.docker.compose.project", "mailcowdockerized"),
+        ("com.docker.compose.service", "mysql-mailcow"),
+    ];
+    let mount = format!("{}:/var/lib/mysql", datadir.display());
+    podman.import("docker.io/library/mariadb:10.11", &server.version.to_string());
+    podman.create(
+        "mailcowdockerized-mysql-mailcow-1",
+        "docker.io/library/mariadb:10.11",
+        &labels,
+        &["-v", &mount],
+    );
+    podman.start_service();
+    let cfg = MariadbConfig {
+        datadir: None,
+        server_version: None,
+        log: None,
+        socket: podman.socket(),
+        mariadbd: PathBuf::from(MARIADBD),
+    };
+    let f = run(&cfg);
+    let got = ids_of(&f);
+    assert!(
+        got.contains(&("mariadb.datadir.consistent", Severity::Pass)),
+        "{f:#?}"
+    );
+    let ok = f.iter().find(|x| x.id == "mariadb.datadir.consistent").unwrap();
+    assert_eq!(ok.subject, datadir.display().to_string());
+    assert!(
+        ok.evidence.iter().any(|e| e.contains("MARIADB_VERSION=")),
+        "the version came from the image: {ok:#?}"
+    );
+
+    // The same data directory under an older image: a downgrade.
+    podman.run(&["rm", "mailcowdockerized-mysql-mailcow-1"]);
+    podman.import("docker.io/library/mariadb:10.5", "10.5.27");
+    podman.create(
+        "mailcowdockerized-mysql-mailcow-1",
+        "docker.io/library/mariadb:10.5",
+        &labels,
+        &["-v", &mount],
+    );
+    let f = run(&cfg);
+    let down = f
+        .iter()
+        .find(|x| x.id == "mariadb.datadir.newer-than-server")
+        .unwrap_or_else(|| panic!("{f:#?}"));
+    assert_eq!(down.severity, Severity::Fail);
+    assert!(
+        down.fix.as_deref().unwrap_or_default().contains("snapshot"),
+        "{down:#?}"
+    );
+}

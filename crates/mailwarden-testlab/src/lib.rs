@@ -49,6 +49,7 @@ mod dovecot;
 mod error;
 pub mod https;
 mod lab;
+pub mod podman;
 mod postfix;
 mod redis;
 mod rsyslog;
