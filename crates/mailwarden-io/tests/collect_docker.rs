@@ -19,12 +19,13 @@
 //! `.ci/run` does); a missing requirement fails the test with that hint, it is
 //! never skipped.
 
+use mailwarden_testlab::podman::Podman;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -362,155 +363,17 @@ fn data_root_every_line_once_oldest_first_and_resumable() {
 // ---------------------------------------------------------------------------
 // Podman as the engine
 
-/// A private Podman: storage, run state, locks, network config and socket in
-/// one temporary directory.
-struct Podman {
-    dir: tempfile::TempDir,
-    service: Option<Child>,
-}
-
-impl Podman {
-    fn new() -> Podman {
-        let dir = tempfile::Builder::new()
-            .prefix("mailwarden-podman")
-            .tempdir()
-            .unwrap();
-        let d = dir.path();
-        for sub in ["tmp", "imgtmp", "net", "vol", "rootfs", "logs", "bin"] {
-            fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        // Shared-memory locks (/dev/shm), the netavark run directory
-        // (/run/containers), the image blob cache (/var/lib/containers/cache)
-        // and crun's state (/run/crun, created even by `crun --version`) would
-        // live outside this directory: use file locks, CNI with our own config
-        // directory, no image at all (`--rootfs`), and crun with its own root.
-        let crun = d.join("bin/crun");
-        fs::write(
-            &crun,
-            format!(
-                "#!/bin/sh\nexec crun --root '{}' \"$@\"\n",
-                d.join("crun-state").display()
-            ),
-        )
-        .unwrap();
-        fs::set_permissions(&crun, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        fs::write(
-            d.join("containers.conf"),
-            format!(
-                "[engine]\nlock_type = \"file\"\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n\
-                 [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\n",
-                d.join("net").display()
-            ),
-        )
-        .unwrap();
-        fs::write(d.join("rootfs/hello"), "hello from a container that never runs\n").unwrap();
-        Podman { dir, service: None }
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.path("podman.sock")
-    }
-
-    fn command(&self) -> Command {
-        let d = self.dir.path();
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", d.join("containers.conf"))
-            .env("TMPDIR", d.join("imgtmp"))
-            .arg("--root")
-            .arg(d.join("root"))
-            .arg("--runroot")
-            .arg(d.join("runroot"))
-            .arg("--tmpdir")
-            .arg(d.join("tmp"))
-            .arg("--network-config-dir")
-            .arg(d.join("net"))
-            .arg("--volumepath")
-            .arg(d.join("vol"))
-            .arg("--runtime")
-            .arg(d.join("bin/crun"))
-            .args([
-                "--storage-driver",
-                "vfs",
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-            ]);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.command().args(args).output().expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    /// Creates (never starts) a container whose logs are the k8s-file `log`.
-    fn create(&self, name: &str, project: &str, service: &str, log: &Path) -> String {
-        let rootfs = self.path("rootfs");
-        self.run(&[
-            "create",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--log-driver",
-            "k8s-file",
-            "--log-opt",
-            &format!("path={}", log.display()),
-            "--label",
-            &format!("com.docker.compose.project={project}"),
-            "--label",
-            &format!("com.docker.compose.service={service}"),
-            "--rootfs",
-            rootfs.to_str().unwrap(),
-            "/hello",
-        ])
-    }
-
-    fn start_service(&mut self) {
-        let sock = self.socket();
-        let _ = fs::remove_file(&sock);
-        let log = fs::File::create(self.path("service.log")).unwrap();
-        let child = self
-            .command()
-            .args(["system", "service", "--time=0"])
-            .arg(format!("unix://{}", sock.display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start podman system service");
-        self.service = Some(child);
-        let up = wait_for(Duration::from_secs(20), || {
-            std::os::unix::net::UnixStream::connect(&sock).is_ok()
-        });
-        assert!(
-            up,
-            "podman service did not come up: {}",
-            fs::read_to_string(self.path("service.log")).unwrap_or_default()
-        );
-    }
-
-    fn kill_service(&mut self) {
-        if let Some(mut c) = self.service.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        self.kill_service();
-    }
+/// Creates (never starts) a container of compose `project`/`service` whose
+/// logs are the k8s-file `log`.
+fn create(pm: &Podman, name: &str, project: &str, service: &str, log: &Path) -> String {
+    pm.create_rootfs(
+        name,
+        &[
+            ("com.docker.compose.project", project),
+            ("com.docker.compose.service", service),
+        ],
+        log,
+    )
 }
 
 /// A k8s-file log line (Podman's format; its stamp must have all nine
@@ -664,9 +527,9 @@ fn podman_api_follow_resume_recreate_fallback_recover() {
         k8s_line("2024-03-14T00:00:01.000000000+00:00", "stdout", "another project"),
     )
     .unwrap();
-    let postfix_id = pm.create(POSTFIX, PROJECT, "postfix-mailcow", &postfix_log);
-    pm.create(DOVECOT, PROJECT, "dovecot-mailcow", &dovecot_log);
-    pm.create("nextcloud-app-1", "nextcloud", "app", &other_log);
+    let postfix_id = create(&pm, POSTFIX, PROJECT, "postfix-mailcow", &postfix_log);
+    create(&pm, DOVECOT, PROJECT, "dovecot-mailcow", &dovecot_log);
+    create(&pm, "nextcloud-app-1", "nextcloud", "app", &other_log);
     pm.start_service();
 
     // The fallback's data root: a Docker root with rspamd's log, and another
@@ -785,7 +648,7 @@ fn podman_api_follow_resume_recreate_fallback_recover() {
     content += &k8s_line("2024-03-14T00:01:00.100000000+00:00", "stdout", newer[0]);
     content += &k8s_line("2024-03-14T00:01:00.200000000+00:00", "stdout", newer[1]);
     fs::write(&postfix_log2, content).unwrap();
-    let postfix_id2 = pm.create(POSTFIX, PROJECT, "postfix-mailcow", &postfix_log2);
+    let postfix_id2 = create(&pm, POSTFIX, PROJECT, "postfix-mailcow", &postfix_log2);
     assert_ne!(postfix_id, postfix_id2);
     c.wait("the re-created container's new lines", |r, _| r.len() >= 2);
     std::thread::sleep(Duration::from_millis(300));

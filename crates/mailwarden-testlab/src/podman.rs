@@ -6,7 +6,7 @@
 //! with the labels a test needs. Needs root.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,47 @@ impl Podman {
         args.push(image.into());
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&a)
+    }
+
+    /// Creates (never starts) a container without an image, from a plain
+    /// directory (`--rootfs`), whose k8s-file log is `log`.
+    pub fn create_rootfs(&self, name: &str, labels: &[(&str, &str)], log: &Path) -> String {
+        let rootfs = self.path("rootfs");
+        fs::create_dir_all(&rootfs).unwrap();
+        fs::write(rootfs.join("hello"), "hello from a container that never runs\n").unwrap();
+        let mut args: Vec<String> = [
+            "create",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--log-driver",
+            "k8s-file",
+            "--log-opt",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("path={}", log.display()));
+        for (k, v) in labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend([
+            "--rootfs".to_owned(),
+            rootfs.display().to_string(),
+            "/hello".to_owned(),
+        ]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&a)
+    }
+
+    /// Stops the API service; the engine's containers and images stay.
+    pub fn kill_service(&mut self) {
+        if let Some(mut c) = self.service.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Starts `podman system service` on [`Podman::socket`] and waits for it.

@@ -252,7 +252,8 @@ pub fn dns(args: DnsArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn label(s: Severity) -> &'static str {
+/// The short label of a severity in text reports (shared with `doctor`).
+pub(crate) fn label(s: Severity) -> &'static str {
     match s {
         Severity::Fail => "FAIL",
         Severity::Warning => "WARN",

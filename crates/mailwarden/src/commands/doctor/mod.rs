@@ -20,6 +20,7 @@ use clap::{Args, Subcommand};
 use mailwarden_core::doctor::{Area, Finding, Severity, sort_findings};
 use mailwarden_core::escape::escape_for_terminal;
 
+use super::dns::label;
 use crate::output::{json_line, stdout};
 
 /// Flags of `mailwarden doctor`.
@@ -176,15 +177,6 @@ pub fn doctor(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn label(s: Severity) -> &'static str {
-    match s {
-        Severity::Fail => "FAIL",
-        Severity::Warning => "WARN",
-        Severity::Info => "info",
-        Severity::Pass => "ok",
-    }
 }
 
 fn area_title(a: Area) -> &'static str {
