@@ -372,3 +372,87 @@ fn real_root_lists_listening_ports() {
         eprintln!("SKIPPED: nothing listens on 127.0.0.1:3306; ports seen: {ports:?}");
     }
 }
+
+/// A journald-only host: sshd's entries are read from a real journal file
+/// (written by systemd-journal-remote from the export format) with
+/// `journalctl -D … -o json`, including OpenSSH ≥ 9.8's `sshd-session`.
+#[test]
+fn sshd_logins_from_the_journal() {
+    let remote = Path::new("/lib/systemd/systemd-journal-remote");
+    if !remote.exists() {
+        eprintln!(
+            "SKIPPED: systemd-journal-remote is not installed (apt-get install systemd-journal-remote)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    let entry = |i: u128, comm: &str, msg: &str| {
+        format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0123456789abcdef0123456789abcdef\n\
+             _HOSTNAME=mx1\nSYSLOG_IDENTIFIER={comm}\n_COMM={comm}\n_PID={}\nPRIORITY=6\nMESSAGE={msg}\n\n",
+            now - 3_600_000_000 + i * 1_000_000,
+            i + 1,
+            4000 + i
+        )
+    };
+    let mut export = String::new();
+    for i in 0..3 {
+        export.push_str(&entry(
+            i,
+            "sshd",
+            "Failed password for invalid user admin from 198.51.100.7 port 40022 ssh2",
+        ));
+    }
+    export.push_str(&entry(
+        5,
+        "sshd-session",
+        "Accepted password for root from 203.0.113.9 port 52022 ssh2",
+    ));
+    export.push_str(&entry(
+        6,
+        "cron",
+        "pam_unix(cron:session): session opened for user root",
+    ));
+    let export_file = tmp.path().join("export.txt");
+    std::fs::write(&export_file, export).unwrap();
+    let jdir = root.join("var/log/journal/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir_all(&jdir).unwrap();
+    let ok = Command::new(remote)
+        .arg("-o")
+        .arg(jdir.join("system.journal"))
+        .arg(&export_file)
+        .stderr(Stdio::null())
+        .status()
+        .expect("systemd-journal-remote");
+    assert!(ok.success());
+    let root_s = root.display().to_string();
+    let r = doctor_host(&["--root", &root_s, "--no-dpkg", "--json", "--all"]);
+    let findings: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let found = ids(&findings);
+    expect(&found, "host.sshd.root-accepted", "warning", "203.0.113.9");
+    assert!(
+        found.iter().any(|(id, _, _)| id == "host.sshd.failed"),
+        "{found:?}"
+    );
+    assert!(
+        !found.iter().any(|(id, _, _)| id == "host.sshd.not-checked"),
+        "{found:?}"
+    );
+    let root_login = findings
+        .iter()
+        .find(|f| f["id"] == "host.sshd.root-accepted")
+        .unwrap();
+    assert!(
+        root_login.to_string().contains("journal "),
+        "the evidence names the journal: {root_login}"
+    );
+}

@@ -15,7 +15,8 @@
 //! - `host.file.unreadable` (info): a file exists but could not be read
 //!   (usually: not running as root).
 //! - `host.login.not-checked` (info): wtmp/utmp/btmp absent (wtmpdb noted).
-//! - `host.sshd.not-checked` (info): no auth.log/secure under the root.
+//! - `host.sshd.not-checked` (info): no auth.log/secure under the root and
+//!   no journal (sshd's journal entries are read with `journalctl -o json`).
 //! - `host.history.disabled` (fail): a start-up file disables or erases history.
 //! - `host.history.devnull` (fail): a history file is a symlink to /dev/null.
 //! - `host.history.truncated` (warning): an empty history of a login user.
@@ -86,6 +87,20 @@ const MAX_LOGIN_FILE: u64 = 512 * 1024 * 1024;
 const MAX_TEXT_FILE: u64 = 16 * 1024 * 1024;
 /// Longest log line kept.
 const MAX_LINE: usize = 16 * 1024;
+/// The finding for a journal that could not be read.
+fn journal_not_read(dir: &str, why: String) -> Finding {
+    Finding::new(
+        "host.sshd.journal-unreadable",
+        Area::Host,
+        Severity::Info,
+        dir,
+        format!("sshd's journal entries were not read: {why}"),
+    )
+    .fix("run `mailwarden doctor host` as root on a host with journalctl")
+}
+
+/// Most journal entries asked of journalctl (the newest ones).
+const MAX_JOURNAL_ENTRIES: usize = 100_000;
 /// Most sshd events kept.
 const MAX_SSHD_EVENTS: usize = 200_000;
 /// Most files looked at per directory.
@@ -261,21 +276,26 @@ impl Triage<'_> {
                 }
             }
         }
-        if files.is_empty() {
+        let mut records = Vec::new();
+        let journal = self.sshd_journal(&mut records);
+        if files.is_empty() && !journal {
             self.out.push(
                 Finding::new(
                     "host.sshd.not-checked",
                     Area::Host,
                     Severity::Info,
                     "/var/log/auth.log",
-                    "no auth.log or secure under /var/log: sshd logins not checked",
+                    "no auth.log or secure under /var/log and no readable journal: sshd logins not checked",
                 )
-                .evidence(format!("{}: no auth.log*, secure*", self.path("/var/log").display()))
-                .fix("on journald-only hosts, check `journalctl -u ssh -u sshd --since -7d` (journal reading is not built yet)"),
+                .evidence(format!(
+                    "{}: no auth.log*, secure*; {}: no journal",
+                    self.path("/var/log").display(),
+                    self.path("/var/log/journal").display()
+                ))
+                .fix("make sshd's log reachable: keep the journal (Storage=persistent) or install rsyslog"),
             );
             return;
         }
-        let mut records = Vec::new();
         for path in files {
             // A file last written before the window holds nothing recent.
             match fs::metadata(&path) {
@@ -346,6 +366,92 @@ impl Triage<'_> {
         }
         records.sort_by_key(|r| r.time);
         self.out.extend(check_sshd(&records, self.since));
+    }
+
+    /// sshd's entries of the systemd journal (`journalctl -o json`, read
+    /// only) under the root's /var/log/journal, and /run/log/journal on the
+    /// live host; returns whether a journal was read.
+    fn sshd_journal(&mut self, records: &mut Vec<SshdRecord>) -> bool {
+        let mut dirs = vec![self.path("/var/log/journal")];
+        if self.cfg.live {
+            dirs.push(PathBuf::from("/run/log/journal"));
+        }
+        let since = self
+            .cfg
+            .since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut read_any = false;
+        for dir in dirs {
+            let has_files = fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+            if !has_files {
+                continue;
+            }
+            let dir_s = dir.display().to_string();
+            let since_s = format!("@{since}");
+            let lines_s = MAX_JOURNAL_ENTRIES.to_string();
+            let args = [
+                "journalctl",
+                "-D",
+                dir_s.as_str(),
+                "-o",
+                "json",
+                "--no-pager",
+                "--since",
+                since_s.as_str(),
+                "-n",
+                lines_s.as_str(),
+                "_COMM=sshd",
+                "+",
+                "_COMM=sshd-session",
+            ];
+            let out = match Command::new(args[0])
+                .args(&args[1..])
+                .stdin(Stdio::null())
+                .output()
+            {
+                Ok(o) => o,
+                Err(e) => {
+                    self.out
+                        .push(journal_not_read(&dir_s, format!("cannot run journalctl ({e})")));
+                    continue;
+                }
+            };
+            super::evidence::command(&args, &out.stdout, &out.status.to_string());
+            if !out.status.success() {
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                self.out
+                    .push(journal_not_read(&dir_s, format!("journalctl failed: {err}")));
+                continue;
+            }
+            read_any = true;
+            let mut framer = Framer::new(FramerConfig {
+                format: Format::Auto,
+                program_hint: None,
+                time: TimeContext::utc(ts(SystemTime::now())),
+            });
+            for (n, line) in out.stdout.split(|b| *b == b'\n').enumerate() {
+                if line.is_empty() || line.len() > MAX_LINE {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(line);
+                let Ok(fr) = framer.frame(&text) else { continue };
+                if !is_sshd_program(&fr.program) {
+                    continue;
+                }
+                if let Some(ev) = parse_sshd(&fr.message)
+                    && records.len() < MAX_SSHD_EVENTS
+                {
+                    records.push(SshdRecord::new(
+                        &ev,
+                        fr.ts,
+                        format!("journal {dir_s} entry {}", n + 1),
+                    ));
+                }
+            }
+        }
+        read_any
     }
 
     fn users(&mut self) -> Vec<Home> {
