@@ -217,6 +217,24 @@ fn fake_root_findings() {
         "etc/systemd/system/updater.timer",
         "[Timer]\nOnCalendar=*:0/10\nUnit=updater.service\n",
     );
+    // What installing a package does: enable a unit it ships (a link) and
+    // add a system account without a login shell — information, not alarm.
+    std::fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/redis-server.service",
+        root.join("etc/systemd/system/multi-user.target.wants/redis-server.service"),
+    )
+    .unwrap();
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    write(
+        root,
+        "etc/shadow",
+        &format!("root:*:19000:0:99999:7:::\nalice:$y$j9T$x:{today}:0:99999:7:::\nsvc:!:{today}::::::\n"),
+    );
 
     let run = doctor_host(&["--root", root.to_str().unwrap(), "--json"]);
     assert_eq!(
@@ -258,6 +276,14 @@ fn fake_root_findings() {
     expect(&found, "host.cron.suspicious", "warning", "etc/crontab");
     expect(&found, "host.sudoers.nopasswd", "warning", "sudoers.d/backup");
     expect(&found, "host.systemd.unit-changed", "warning", "updater.timer");
+    expect(
+        &found,
+        "host.systemd.unit-changed",
+        "info",
+        "redis-server.service",
+    );
+    expect(&found, "host.user.recent", "warning", "alice");
+    expect(&found, "host.user.recent", "info", "svc");
     expect(&found, "host.port.not-checked", "info", "procfs");
     expect(&found, "host.package.not-checked", "info", "dpkg");
     // The old root login is outside the window; only one root-remote.

@@ -24,8 +24,9 @@
 //!   disable or erase history.
 //! - `host.history.recent` (info): a history written within the window.
 //! - `host.user.uid0` (fail): a user other than root has UID 0.
-//! - `host.user.recent` (warning): a password set within the window
-//!   (a new user or a changed password).
+//! - `host.user.recent` (warning; info for a system account without a
+//!   login shell, as packages add): a password set within the window (a new
+//!   user or a changed password).
 //! - `host.user.passwd-changed` (warning): /etc/passwd, /etc/shadow or
 //!   /etc/group changed within the window.
 //! - `host.user.not-checked` (info): /etc/passwd absent.
@@ -38,7 +39,8 @@
 //! - `host.cron.changed` (warning), `host.cron.suspicious` (warning):
 //!   crontabs changed within the window, and jobs that download or run code
 //!   from temporary directories.
-//! - `host.systemd.unit-changed` (warning): a unit or timer under
+//! - `host.systemd.unit-changed` (warning; info for a link to a unit a
+//!   package ships, as `systemctl enable` makes): a unit or timer under
 //!   /etc/systemd/system changed within the window.
 //! - `host.port.listening` (info): a listening socket and its process.
 //! - `host.port.not-checked` (info): procfs not read (root is not /).
@@ -508,13 +510,25 @@ impl Triage<'_> {
                 .into_iter()
                 .filter(|(_, d)| *d >= since_days)
             {
+                // A system account without a login shell is what a package
+                // installation adds; an account people can log in with is
+                // worth a look.
+                let system = users
+                    .iter()
+                    .find(|u| u.name == name)
+                    .is_some_and(|u| u.uid < 1000 && !u.has_login_shell());
+                let (sev, what) = if system {
+                    (Severity::Info, "system account (no login shell) added or changed")
+                } else {
+                    (Severity::Warning, "new user or changed password")
+                };
                 self.out.push(
                     Finding::new(
                         "host.user.recent",
                         Area::Host,
-                        Severity::Warning,
+                        sev,
                         name.clone(),
-                        format!("password of {name:?} set within the window (new user or changed password)"),
+                        format!("password of {name:?} set within the window ({what})"),
                     )
                     .evidence(format!(
                         "{}: {name} last change day {days} (days since 1970)",
@@ -826,12 +840,27 @@ impl Triage<'_> {
                 continue;
             }
             let shown = path.display().to_string();
+            // `systemctl enable` of a unit a package ships only links to it.
+            let shipped = fs::read_link(&path).is_ok_and(|t| {
+                t.starts_with("/lib/systemd/system") || t.starts_with("/usr/lib/systemd/system")
+            });
             let mut f = Finding::new(
                 "host.systemd.unit-changed",
                 Area::Host,
-                Severity::Warning,
+                if shipped {
+                    Severity::Info
+                } else {
+                    Severity::Warning
+                },
                 shown.clone(),
-                format!("systemd unit {name} changed at {}", Self::mtime(&meta)),
+                if shipped {
+                    format!(
+                        "systemd unit {name} (shipped by a package) enabled at {}",
+                        Self::mtime(&meta)
+                    )
+                } else {
+                    format!("systemd unit {name} changed at {}", Self::mtime(&meta))
+                },
             )
             .evidence(format!("{shown}: modified {}", Self::mtime(&meta)))
             .fix("confirm the unit (`systemctl cat UNIT`); timers and services are a common persistence");
