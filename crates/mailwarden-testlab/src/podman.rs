@@ -137,31 +137,12 @@ impl Podman {
             .to_owned()
     }
 
-    /// Creates (never starts) a container from `image`.
+    /// Creates (never starts) a container from `image`, its k8s-file log in
+    /// `logs/NAME.log`; `extra` goes before the image (e.g. `-v SRC:DST`).
     pub fn create(&self, name: &str, image: &str, labels: &[(&str, &str)], extra: &[&str]) -> String {
         let log = self.path(&format!("logs/{name}.log"));
-        let mut args: Vec<String> = [
-            "create",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "--log-driver",
-            "k8s-file",
-            "--log-opt",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(format!("path={}", log.display()));
-        for (k, v) in labels {
-            args.push("--label".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(image.into());
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(&a)
+        let tail: Vec<&str> = extra.iter().copied().chain([image]).collect();
+        self.create_with(name, labels, &log, &tail)
     }
 
     /// Creates (never starts) a container without an image, from a plain
@@ -170,7 +151,16 @@ impl Podman {
         let rootfs = self.path("rootfs");
         fs::create_dir_all(&rootfs).unwrap();
         fs::write(rootfs.join("hello"), "hello from a container that never runs\n").unwrap();
-        let mut args: Vec<String> = [
+        let rootfs = rootfs.display().to_string();
+        self.create_with(name, labels, log, &["--rootfs", &rootfs, "/hello"])
+    }
+
+    /// `podman create` with no network, a k8s-file log at `log`, the labels,
+    /// then `tail` (what to run: an image, or `--rootfs DIR CMD`).
+    fn create_with(&self, name: &str, labels: &[(&str, &str)], log: &Path, tail: &[&str]) -> String {
+        let log_opt = format!("path={}", log.display());
+        let label_args: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut args: Vec<&str> = vec![
             "create",
             "--name",
             name,
@@ -179,22 +169,13 @@ impl Podman {
             "--log-driver",
             "k8s-file",
             "--log-opt",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(format!("path={}", log.display()));
-        for (k, v) in labels {
-            args.push("--label".into());
-            args.push(format!("{k}={v}"));
+            &log_opt,
+        ];
+        for l in &label_args {
+            args.extend(["--label", l.as_str()]);
         }
-        args.extend([
-            "--rootfs".to_owned(),
-            rootfs.display().to_string(),
-            "/hello".to_owned(),
-        ]);
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.run(&a)
+        args.extend_from_slice(tail);
+        self.run(&args)
     }
 
     /// Stops the API service; the engine's containers and images stay.
