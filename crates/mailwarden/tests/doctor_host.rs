@@ -482,3 +482,102 @@ fn sshd_logins_from_the_journal() {
         "the evidence names the journal: {root_login}"
     );
 }
+
+/// wtmpdb's and lastlog2's SQLite databases, created with the tables those
+/// tools create (their `CREATE TABLE` statements; Debian 12 has no wtmpdb
+/// package to run), the newest session only in the write-ahead log: read from
+/// a copy, so the originals keep their bytes and gain no `-shm` file.
+#[test]
+fn wtmpdb_and_lastlog2_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let now = jiff::Timestamp::now().as_second();
+    fs::create_dir_all(root.join("var/lib/wtmpdb")).unwrap();
+    fs::create_dir_all(root.join("var/lib/lastlog")).unwrap();
+    fs::create_dir_all(root.join("var/log")).unwrap();
+    let wtmp = root.join("var/lib/wtmpdb/wtmp.db");
+    let db = rusqlite::Connection::open(&wtmp).unwrap();
+    let mode: String = db.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    db.execute_batch("PRAGMA wal_autocheckpoint=0; CREATE TABLE IF NOT EXISTS wtmp(ID INTEGER PRIMARY KEY, Type INTEGER, User TEXT NOT NULL, Login INTEGER, Logout INTEGER, TTY TEXT, RemoteHost TEXT, Service TEXT) STRICT;")
+        .unwrap();
+    let usec = |ago: i64| (now - ago) * 1_000_000;
+    let ins =
+        "INSERT INTO wtmp (Type,User,Login,Logout,TTY,RemoteHost,Service) VALUES (?1,?2,?3,?4,?5,?6,?7)";
+    db.execute(
+        ins,
+        rusqlite::params![
+            1,
+            "reboot",
+            usec(7200),
+            None::<i64>,
+            "~",
+            "6.12.48+deb13-amd64",
+            None::<String>
+        ],
+    )
+    .unwrap();
+    db.execute(
+        ins,
+        rusqlite::params![3, "alice", usec(3600), usec(3000), "pts/0", "192.0.2.15", "sshd"],
+    )
+    .unwrap();
+    db.execute(
+        ins,
+        rusqlite::params![3, "root", usec(600), None::<i64>, "pts/1", "203.0.113.66", "sshd"],
+    )
+    .unwrap();
+    // Kept open: the rows stay in wtmp.db-wal, as on a live host.
+    assert!(root.join("var/lib/wtmpdb/wtmp.db-wal").exists());
+    let ll = root.join("var/lib/lastlog/lastlog2.db");
+    let l = rusqlite::Connection::open(&ll).unwrap();
+    l.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS Lastlog2(Name TEXT PRIMARY KEY, Time INTEGER, TTY TEXT, RemoteHost TEXT, Service TEXT);
+         INSERT INTO Lastlog2 VALUES ('root',{},'pts/1','203.0.113.66','sshd'),('alice',{},'pts/0','192.0.2.15','sshd'),('bob',0,NULL,NULL,NULL);",
+        now - 600,
+        now - 3600
+    ))
+    .unwrap();
+    drop(l);
+    let before: Vec<(std::path::PathBuf, Vec<u8>)> = [
+        "var/lib/wtmpdb/wtmp.db",
+        "var/lib/wtmpdb/wtmp.db-wal",
+        "var/lib/lastlog/lastlog2.db",
+    ]
+    .iter()
+    .map(|p| (root.join(p), fs::read(root.join(p)).unwrap()))
+    .collect();
+
+    let run = doctor_host(&["--root", root.to_str().unwrap(), "--json", "--all"]);
+    assert!(run.code == 0 || run.code == 1, "stderr: {}", run.stderr);
+    let findings = run.json_lines();
+    let found = ids(&findings);
+    expect(&found, "host.login.root-remote", "warning", "wtmp.db");
+    expect(&found, "host.login.recent", "info", "wtmp.db");
+    expect(&found, "host.login.root-remote", "warning", "lastlog2.db");
+    expect(&found, "host.lastlog.recent", "info", "lastlog2.db");
+    let recent = findings.iter().find(|f| f["id"] == "host.login.recent").unwrap();
+    assert!(
+        recent["message"].as_str().unwrap().starts_with("2 logins"),
+        "{recent}"
+    );
+    let ev = recent["evidence"].to_string();
+    assert!(ev.contains("203.0.113.66") && ev.contains("pts/1 (sshd)"), "{ev}");
+    assert!(
+        !found
+            .iter()
+            .any(|(id, _, s)| id == "host.login.not-checked" && s.contains("wtmp")),
+        "wtmpdb stands in for /var/log/wtmp: {found:?}"
+    );
+    for (path, bytes) in &before {
+        assert_eq!(&fs::read(path).unwrap(), bytes, "{} changed", path.display());
+    }
+    assert!(!root.join("var/lib/lastlog/lastlog2.db-shm").exists());
+    drop(db);
+
+    // A file that is no SQLite database is a finding, not an error.
+    fs::write(&ll, b"not a database at all, 32 bytes").unwrap();
+    let run = doctor_host(&["--root", root.to_str().unwrap(), "--json"]);
+    let found = ids(&run.json_lines());
+    expect(&found, "host.logindb.unreadable", "warning", "lastlog2.db");
+}

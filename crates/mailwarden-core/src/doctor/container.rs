@@ -70,6 +70,10 @@ pub struct ContainerFacts {
     pub config_image: String,
     /// `Image`: the id of the image it runs (`sha256:…`).
     pub image_id: String,
+    /// `RepoDigests` of the image it runs (`mariadb@sha256:…`): what a
+    /// digest pin is compared with when the container was created from a
+    /// tag.
+    pub image_repo_digests: Vec<String>,
     /// `State.Status` (`running`, `restarting`, `exited`, `created`, …).
     pub status: String,
     /// `State.Running`.
@@ -354,11 +358,21 @@ pub fn check_pin(
         return out;
     };
     let running = ImageRef::parse(&c.config_image);
-    let same = running.as_ref().is_some_and(|r| r.canonical() == pin.canonical());
-    let cev = format!(
+    // A digest pin is met by a container created from a tag when the image
+    // it runs carries that digest (Docker records it in RepoDigests).
+    let by_digest = pin.digest.as_deref().and_then(|want| {
+        c.image_repo_digests
+            .iter()
+            .find(|d| d.rsplit_once('@').is_some_and(|(_, got)| got == want))
+    });
+    let same = running.as_ref().is_some_and(|r| r.canonical() == pin.canonical()) || by_digest.is_some();
+    let mut cev = format!(
         "container {}: Config.Image={} Image={}",
         c.name, c.config_image, c.image_id
     );
+    if let Some(d) = by_digest {
+        cev.push_str(&format!(" RepoDigests∋{d}"));
+    }
     if !same {
         out.push(
             Finding::new(
@@ -379,6 +393,21 @@ pub fn check_pin(
                 "re-create it with `docker compose up -d` (or fix the pin if the running image is the right one)".to_owned()
             }),
         );
+    }
+    if by_digest.is_some() {
+        // The digest names the content: what the tag names now is moot, a
+        // re-creation takes the pinned digest again.
+        out.push(
+            Finding::new(
+                ids::IMAGE_MATCHES,
+                Area::Containers,
+                Severity::Pass,
+                &c.name,
+                format!("runs {image}, the digest the compose file pins"),
+            )
+            .evidence(cev),
+        );
+        return out;
     }
     let Some(l) = local else {
         return out;
@@ -775,6 +804,36 @@ mod tests {
             ids_of(&check_pin(&svc("a b"), None, None)),
             [(ids::PIN_FLOATING, Severity::Warning)]
         );
+    }
+
+    #[test]
+    fn digest_pins_against_repo_digests() {
+        let want = "sha256:4f8ad6b0a3fa2bd1d43cbf0c7d2c1d1ae3a4c8ab55cb6e4aa0c1f7ab2c1d0e9f";
+        let s = svc(&format!("mariadb@{want}"));
+        // Created from a tag, but the image it runs carries the pinned digest.
+        let mut c = facts("mailcowdockerized-mysql-mailcow-1", "mariadb:10.11");
+        c.image_repo_digests = vec![
+            "docker.io/library/mariadb@sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
+            format!("docker.io/library/mariadb@{want}"),
+        ];
+        let moved = LocalTag {
+            reference: "mariadb:10.11".into(),
+            id: Some("sha256:bbbb".into()),
+            version: None,
+        };
+        let f = check_pin(&s, Some(&c), Some(&moved));
+        assert_eq!(
+            ids_of(&f),
+            [
+                (ids::PIN_FIXED, Severity::Pass),
+                (ids::IMAGE_MATCHES, Severity::Pass)
+            ]
+        );
+        assert!(f[1].evidence[0].contains(want));
+        // Another digest: the container does not run the pin.
+        c.image_repo_digests.pop();
+        let f = check_pin(&s, Some(&c), Some(&moved));
+        assert_eq!(ids_of(&f)[1], (ids::IMAGE_NOT_PIN, Severity::Warning));
     }
 
     #[test]

@@ -365,6 +365,9 @@ pub enum LoginFile {
     Wtmp,
     /// `/var/log/btmp`: failed logins.
     Btmp,
+    /// lastlog2's database (`/var/lib/lastlog/lastlog2.db`): each
+    /// account's most recent login.
+    Lastlog2,
 }
 
 /// Failed logins in btmp within the window from which the finding is a warning.
@@ -443,11 +446,19 @@ pub fn check_logins(which: LoginFile, path: &str, file: &UtmpFile, since: Timest
             .fix("a login file is written a whole record at a time: a partial record means an interrupted write or editing; keep a copy before anything rotates it"),
         );
     }
+    out.extend(check_records(which, path, &file.records, since));
+    out
+}
+
+/// Findings from decoded login records, whatever file or database they came
+/// from: what happened at or after `since`.
+pub fn check_records(which: LoginFile, path: &str, records: &[UtmpRecord], since: Timestamp) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let host = |id, sev, msg: String| Finding::new(id, Area::Host, sev, path, msg);
     let recent = |r: &UtmpRecord| r.time >= since;
     match which {
-        LoginFile::Utmp | LoginFile::Wtmp => {
-            let users: Vec<&UtmpRecord> = file
-                .records
+        LoginFile::Utmp | LoginFile::Wtmp | LoginFile::Lastlog2 => {
+            let users: Vec<&UtmpRecord> = records
                 .iter()
                 .filter(|r| r.kind == RecordType::UserProcess)
                 .collect();
@@ -487,11 +498,19 @@ pub fn check_logins(which: LoginFile, path: &str, file: &UtmpFile, since: Timest
             } else {
                 let logins: Vec<&&UtmpRecord> = users.iter().filter(|r| recent(r)).collect();
                 if !logins.is_empty() {
-                    let mut f = host(
-                        "host.login.recent",
-                        Severity::Info,
-                        format!("{} logins since {since}", logins.len()),
-                    );
+                    let mut f = if which == LoginFile::Lastlog2 {
+                        host(
+                            "host.lastlog.recent",
+                            Severity::Info,
+                            format!("{} accounts last logged in since {since}", logins.len()),
+                        )
+                    } else {
+                        host(
+                            "host.login.recent",
+                            Severity::Info,
+                            format!("{} logins since {since}", logins.len()),
+                        )
+                    };
                     for r in logins.iter().rev().take(MAX_EVIDENCE) {
                         f = f.evidence(format!("{path}: {}", record_line(r)));
                     }
@@ -500,8 +519,7 @@ pub fn check_logins(which: LoginFile, path: &str, file: &UtmpFile, since: Timest
             }
         }
         LoginFile::Btmp => {
-            let failed: Vec<&UtmpRecord> = file
-                .records
+            let failed: Vec<&UtmpRecord> = records
                 .iter()
                 .filter(|r| recent(r))
                 .filter(|r| r.kind != RecordType::Empty)
@@ -542,6 +560,115 @@ pub fn check_logins(which: LoginFile, path: &str, file: &UtmpFile, since: Timest
             }
         }
     }
+    out
+}
+
+/// One row of wtmpdb's `wtmp` table (`/var/lib/wtmpdb/wtmp.db`, SQLite; the
+/// login history of distributions that dropped `/var/log/wtmp` for Y2038,
+/// Debian 13 among them). Times are microseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WtmpdbRow {
+    /// `ID`.
+    pub id: i64,
+    /// `Type`: 1 boot, 2 runlevel, 3 a user session.
+    pub kind: i64,
+    /// `User` (`reboot` for boots).
+    pub user: String,
+    /// `Login`.
+    pub login_usec: Option<i64>,
+    /// `Logout`, `None` while the session lasts (or the host crashed).
+    pub logout_usec: Option<i64>,
+    /// `TTY`.
+    pub tty: String,
+    /// `RemoteHost`: the client's name or address (the kernel release for boots).
+    pub remote_host: String,
+    /// `Service`: the PAM service (`sshd`, `login`, …).
+    pub service: String,
+}
+
+/// wtmpdb's `Type` of a user session.
+pub const WTMPDB_USER_PROCESS: i64 = 3;
+/// wtmpdb's `Type` of a boot.
+pub const WTMPDB_BOOT_TIME: i64 = 1;
+
+fn host_addr(host: &str) -> Option<IpAddr> {
+    host.trim().parse().ok()
+}
+
+/// wtmpdb rows as login records (sessions as USER_PROCESS, boots as
+/// BOOT_TIME), in ID order, for [`check_records`] with [`LoginFile::Wtmp`].
+/// Rows without a login time are skipped.
+pub fn wtmpdb_records(rows: &[WtmpdbRow]) -> Vec<UtmpRecord> {
+    let mut rows: Vec<&WtmpdbRow> = rows.iter().collect();
+    rows.sort_by_key(|r| r.id);
+    rows.into_iter()
+        .filter_map(|r| {
+            let kind = match r.kind {
+                WTMPDB_USER_PROCESS => RecordType::UserProcess,
+                WTMPDB_BOOT_TIME => RecordType::BootTime,
+                n => RecordType::Other(i16::try_from(n).unwrap_or(i16::MAX)),
+            };
+            let mut line = r.tty.clone();
+            if !r.service.is_empty() {
+                // The PAM service says how the session came (sshd, login);
+                // shown with the terminal since utmp has no field for it.
+                line = format!("{line} ({})", r.service);
+            }
+            Some(UtmpRecord {
+                kind,
+                pid: 0,
+                line,
+                id: String::new(),
+                user: r.user.clone(),
+                host: r.remote_host.clone(),
+                addr: host_addr(&r.remote_host),
+                session: r.id,
+                time: Timestamp::from_unix_micros(r.login_usec?),
+            })
+        })
+        .collect()
+}
+
+/// One row of lastlog2's `Lastlog2` table (`/var/lib/lastlog/lastlog2.db`):
+/// an account's most recent login. `Time` is in seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lastlog2Row {
+    /// `Name`.
+    pub name: String,
+    /// `Time`.
+    pub time: i64,
+    /// `TTY`.
+    pub tty: String,
+    /// `RemoteHost`.
+    pub remote_host: String,
+    /// `Service`.
+    pub service: String,
+}
+
+/// lastlog2 rows as USER_PROCESS records, for [`check_records`] with
+/// [`LoginFile::Lastlog2`]. Accounts that never logged in (time 0) are
+/// skipped.
+pub fn lastlog2_records(rows: &[Lastlog2Row]) -> Vec<UtmpRecord> {
+    let mut out: Vec<UtmpRecord> = rows
+        .iter()
+        .filter(|r| r.time > 0)
+        .map(|r| UtmpRecord {
+            kind: RecordType::UserProcess,
+            pid: 0,
+            line: if r.service.is_empty() {
+                r.tty.clone()
+            } else {
+                format!("{} ({})", r.tty, r.service)
+            },
+            id: String::new(),
+            user: r.name.clone(),
+            host: r.remote_host.clone(),
+            addr: host_addr(&r.remote_host),
+            session: 0,
+            time: Timestamp::from_unix_seconds(r.time),
+        })
+        .collect();
+    out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.user.cmp(&b.user)));
     out
 }
 
@@ -1126,5 +1253,76 @@ mod tests {
             let _ = parse_sshd(&format!("Accepted {s}"));
             let _ = parse_sshd(&format!("Failed password for {s}"));
         }
+    }
+
+    #[test]
+    fn wtmpdb_and_lastlog2_rows() {
+        let since = Timestamp::from_unix_seconds(1_788_249_000);
+        let rows = vec![
+            WtmpdbRow {
+                id: 2,
+                kind: WTMPDB_USER_PROCESS,
+                user: "root".into(),
+                login_usec: Some(1_788_249_700_123_456),
+                logout_usec: None,
+                tty: "pts/0".into(),
+                remote_host: "203.0.113.66".into(),
+                service: "sshd".into(),
+            },
+            WtmpdbRow {
+                id: 1,
+                kind: WTMPDB_BOOT_TIME,
+                user: "reboot".into(),
+                login_usec: Some(1_788_249_600_000_000),
+                tty: "~".into(),
+                remote_host: "6.12.48+deb13-amd64".into(),
+                ..WtmpdbRow::default()
+            },
+            // No login time: skipped.
+            WtmpdbRow {
+                id: 3,
+                kind: WTMPDB_USER_PROCESS,
+                user: "x".into(),
+                ..WtmpdbRow::default()
+            },
+        ];
+        let recs = wtmpdb_records(&rows);
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].kind, RecordType::BootTime);
+        assert_eq!(recs[1].addr, Some("203.0.113.66".parse().unwrap()));
+        assert_eq!(recs[1].line, "pts/0 (sshd)");
+        assert_eq!(recs[1].time.unix_micros, 1_788_249_700_123_456);
+        let f = check_records(LoginFile::Wtmp, "wtmp.db", &recs, since);
+        let ids: Vec<&str> = f.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["host.login.root-remote", "host.login.recent"]);
+
+        let ll = lastlog2_records(&[
+            Lastlog2Row {
+                name: "alice".into(),
+                time: 1_788_249_700,
+                tty: "pts/1".into(),
+                remote_host: "192.0.2.15".into(),
+                service: "sshd".into(),
+            },
+            Lastlog2Row {
+                name: "bob".into(),
+                time: 0,
+                ..Lastlog2Row::default()
+            },
+            Lastlog2Row {
+                name: "carol".into(),
+                time: 1_600_000_000,
+                tty: "tty1".into(),
+                ..Lastlog2Row::default()
+            },
+        ]);
+        assert_eq!(
+            ll.iter().map(|r| r.user.as_str()).collect::<Vec<_>>(),
+            ["carol", "alice"]
+        );
+        let f = check_records(LoginFile::Lastlog2, "lastlog2.db", &ll, since);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].id, "host.lastlog.recent");
+        assert!(f[0].message.starts_with("1 accounts"), "{}", f[0].message);
     }
 }

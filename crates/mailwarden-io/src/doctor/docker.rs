@@ -174,6 +174,8 @@ pub fn facts_from_inspect(i: &ContainerInspectResponse) -> ContainerFacts {
         project: labels.get(PROJECT_LABEL).cloned(),
         config_image: cfg.and_then(|c| c.image.clone()).unwrap_or_default(),
         image_id: i.image.clone().unwrap_or_default(),
+        // Filled from the image's own inspect answer by the caller.
+        image_repo_digests: Vec::new(),
         status: state
             .and_then(|s| s.status)
             .map(|s| s.to_string())
@@ -320,7 +322,7 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
         }
     }
     all.sort_by(|a, b| a.name.cmp(&b.name));
-    let project: Vec<ContainerFacts> = all
+    let mut project: Vec<ContainerFacts> = all
         .iter()
         .filter(|c| c.project.as_deref() == Some(cfg.project.as_str()))
         .cloned()
@@ -345,6 +347,13 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
             ))
             .fix("pass the right --project (Mailcow: COMPOSE_PROJECT_NAME in mailcow.conf) or --socket"),
         );
+    }
+    for c in &mut project {
+        if !c.image_id.is_empty() {
+            if let Ok(img) = docker.inspect_image(&c.image_id).await {
+                c.image_repo_digests = img.repo_digests.unwrap_or_default();
+            }
+        }
     }
     let mut tags: BTreeMap<String, LocalTag> = BTreeMap::new();
     for c in &project {

@@ -14,7 +14,12 @@
 //! `mailwarden_core::doctor::logins`:
 //! - `host.file.unreadable` (info): a file exists but could not be read
 //!   (usually: not running as root).
-//! - `host.login.not-checked` (info): wtmp/utmp/btmp absent (wtmpdb noted).
+//! - `host.login.not-checked` (info): utmp/btmp absent, or wtmp absent with
+//!   no wtmpdb either.
+//! - `host.logindb.unreadable` (warning): wtmpdb's or lastlog2's database
+//!   exists but is no readable SQLite database with the expected table;
+//!   `host.utmp.empty` (warning) for a wtmpdb without rows. Both databases
+//!   are read from a private copy (with the WAL), never opened in place.
 //! - `host.sshd.not-checked` (info): no auth.log/secure under the root and
 //!   no journal (sshd's journal entries are read with `journalctl -o json`).
 //! - `host.history.disabled` (fail): a start-up file disables or erases history.
@@ -60,7 +65,8 @@ use mailwarden_core::doctor::host_files::{
     parse_shadow_lastchg, scan_cron, scan_history_settings, scan_sudoers, socket_inode,
 };
 use mailwarden_core::doctor::logins::{
-    LoginFile, SshdRecord, check_logins, check_sshd, is_sshd_program, parse_sshd, parse_utmp,
+    Lastlog2Row, LoginFile, SshdRecord, WtmpdbRow, check_logins, check_records, check_sshd, is_sshd_program,
+    lastlog2_records, parse_sshd, parse_utmp, wtmpdb_records,
 };
 use mailwarden_core::doctor::{Area, Finding, Severity};
 use mailwarden_core::framing::{Format, Framer, FramerConfig};
@@ -81,6 +87,84 @@ pub struct HostConfig {
     pub dpkg: bool,
     /// Longest `dpkg --verify` may run before it is stopped.
     pub dpkg_timeout: Duration,
+}
+
+/// wtmpdb's database, relative to the root.
+const WTMPDB: &str = "/var/lib/wtmpdb/wtmp.db";
+/// lastlog2's database, relative to the root.
+const LASTLOG2: &str = "/var/lib/lastlog/lastlog2.db";
+/// Most rows read from a login database.
+const MAX_DB_ROWS: usize = 2_000_000;
+
+/// Rows of one login database.
+enum DbRows {
+    Wtmpdb(Vec<WtmpdbRow>),
+    Lastlog2(Vec<Lastlog2Row>),
+}
+
+/// Opens a copy of a login database (and its WAL, when there is one) in a
+/// private temporary directory and reads its rows.
+fn read_login_db(which: LoginFile, db: &[u8], wal: Option<&[u8]>) -> Result<DbRows, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
+    let copy = dir.path().join("login.db");
+    std::fs::write(&copy, db).map_err(|e| format!("copying it: {e}"))?;
+    if let Some(wal) = wal {
+        std::fs::write(dir.path().join("login.db-wal"), wal).map_err(|e| format!("copying its WAL: {e}"))?;
+    }
+    let conn = rusqlite::Connection::open_with_flags(
+        &copy,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| e.to_string())?;
+    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
+        Ok(row.get::<_, Option<String>>(i)?.unwrap_or_default())
+    };
+    match which {
+        LoginFile::Lastlog2 => {
+            let mut stmt = conn
+                .prepare("SELECT Name, Time, TTY, RemoteHost, Service FROM Lastlog2")
+                .map_err(|e| format!("not a lastlog2 database: {e}"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Lastlog2Row {
+                        name: text(r, 0)?,
+                        time: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        tty: text(r, 2)?,
+                        remote_host: text(r, 3)?,
+                        service: text(r, 4)?,
+                    })
+                })
+                .map_err(|e| e.to_string())?
+                .take(MAX_DB_ROWS)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            Ok(DbRows::Lastlog2(rows))
+        }
+        _ => {
+            let mut stmt = conn
+                .prepare("SELECT ID, Type, User, Login, Logout, TTY, RemoteHost, Service FROM wtmp ORDER BY ID DESC")
+                .map_err(|e| format!("not a wtmpdb database: {e}"))?;
+            let mut rows = stmt
+                .query_map([], |r| {
+                    Ok(WtmpdbRow {
+                        id: r.get(0)?,
+                        kind: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                        user: text(r, 2)?,
+                        login_usec: r.get(3)?,
+                        logout_usec: r.get(4)?,
+                        tty: text(r, 5)?,
+                        remote_host: text(r, 6)?,
+                        service: text(r, 7)?,
+                    })
+                })
+                .map_err(|e| e.to_string())?
+                .take(MAX_DB_ROWS)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            rows.reverse();
+            Ok(DbRows::Wtmpdb(rows))
+        }
+    }
 }
 
 /// Largest login file read (bytes); the rest is ignored and said so.
@@ -251,10 +335,9 @@ impl Triage<'_> {
                     format!("{} is absent: not checked", candidates[0]),
                 )
                 .evidence(format!("{}: not found", self.path(candidates[0]).display()));
-                if which == LoginFile::Wtmp && self.path("/var/lib/wtmpdb/wtmp.db").exists() {
-                    f = f
-                        .evidence(format!("{}: present (wtmpdb, Debian 13+)", self.path("/var/lib/wtmpdb/wtmp.db").display()))
-                        .fix("this host keeps its login history in wtmpdb: read it with `wtmpdb last` (not decoded by mailwarden yet)");
+                if which == LoginFile::Wtmp && self.path(WTMPDB).exists() {
+                    // The history is in wtmpdb, read below: no finding.
+                    continue;
                 }
                 self.out.push(f);
                 continue;
@@ -265,6 +348,64 @@ impl Triage<'_> {
             let file = parse_utmp(&bytes);
             let shown = path.display().to_string();
             self.out.extend(check_logins(which, &shown, &file, self.since));
+        }
+        self.login_databases();
+    }
+
+    /// wtmpdb and lastlog2: SQLite databases that replace wtmp and lastlog
+    /// where /var/log/wtmp is gone (Y2038). Read from a private copy so that
+    /// SQLite's locking, journal recovery or WAL checkpoint never touches the
+    /// original (a read-only open of a WAL database still writes its -shm).
+    fn login_databases(&mut self) {
+        for (which, rel) in [(LoginFile::Wtmp, WTMPDB), (LoginFile::Lastlog2, LASTLOG2)] {
+            let path = self.path(rel);
+            if path.symlink_metadata().is_err() {
+                continue;
+            }
+            let shown = path.display().to_string();
+            let Some(db) = self.read(&path, MAX_LOGIN_FILE) else {
+                continue;
+            };
+            let wal_path = PathBuf::from(format!("{}-wal", path.display()));
+            let wal = if wal_path.exists() {
+                self.read(&wal_path, MAX_LOGIN_FILE)
+            } else {
+                None
+            };
+            let records = match read_login_db(which, &db, wal.as_deref()) {
+                Ok(DbRows::Wtmpdb(rows)) => wtmpdb_records(&rows),
+                Ok(DbRows::Lastlog2(rows)) => lastlog2_records(&rows),
+                Err(e) => {
+                    self.out.push(
+                        Finding::new(
+                            "host.logindb.unreadable",
+                            Area::Host,
+                            Severity::Warning,
+                            &shown,
+                            format!("the login database cannot be read: {e}"),
+                        )
+                        .evidence(format!("{shown}: {} bytes, {e}", db.len()))
+                        .fix("inspect it with `wtmpdb last -d FILE` or `sqlite3 FILE .schema`; a damaged or replaced login database can be tampering"),
+                    );
+                    continue;
+                }
+            };
+            if records.is_empty() && which == LoginFile::Wtmp {
+                self.out.push(
+                    Finding::new(
+                        "host.utmp.empty",
+                        Area::Host,
+                        Severity::Warning,
+                        &shown,
+                        "wtmpdb holds no login or boot: the login history may have been cleared".to_owned(),
+                    )
+                    .evidence(format!("{shown}: table wtmp has no rows"))
+                    .fix("compare with the sshd log and the journal; an empty history after logins took place means it was wiped"),
+                );
+                continue;
+            }
+            self.out
+                .extend(check_records(which, &shown, &records, self.since));
         }
     }
 
