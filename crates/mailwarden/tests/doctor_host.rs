@@ -217,6 +217,12 @@ fn fake_root_findings() {
         "etc/systemd/system/updater.timer",
         "[Timer]\nOnCalendar=*:0/10\nUnit=updater.service\n",
     );
+    // A user unit: runs at alice's login, no root needed.
+    write(
+        root,
+        "home/alice/.config/systemd/user/sync.service",
+        "[Service]\nExecStart=/tmp/.x/run\n",
+    );
     // What installing a package does: enable a unit it ships (a link) and
     // add a system account without a login shell — information, not alarm.
     std::fs::create_dir_all(root.join("etc/systemd/system/multi-user.target.wants")).unwrap();
@@ -276,6 +282,12 @@ fn fake_root_findings() {
     expect(&found, "host.cron.suspicious", "warning", "etc/crontab");
     expect(&found, "host.sudoers.nopasswd", "warning", "sudoers.d/backup");
     expect(&found, "host.systemd.unit-changed", "warning", "updater.timer");
+    expect(
+        &found,
+        "host.systemd.unit-changed",
+        "warning",
+        "home/alice/.config/systemd/user/sync.service",
+    );
     expect(
         &found,
         "host.systemd.unit-changed",

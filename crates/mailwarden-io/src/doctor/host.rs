@@ -46,7 +46,9 @@
 //!   from temporary directories.
 //! - `host.systemd.unit-changed` (warning; info for a link to a unit a
 //!   package ships, as `systemctl enable` makes): a unit or timer under
-//!   /etc/systemd/system changed within the window.
+//!   /etc/systemd/{system,user}, /run/systemd/system,
+//!   /usr/local/lib/systemd/system or a user's ~/.config/systemd/user
+//!   changed within the window.
 //! - `host.port.listening` (info): a listening socket and its process.
 //! - `host.port.not-checked` (info): procfs not read (root is not /).
 //! - `host.package.modified` (warning), `host.package.conffile-modified`
@@ -217,7 +219,7 @@ pub fn check_host(cfg: &HostConfig) -> Vec<Finding> {
     t.sudoers();
     t.authorized_keys(&users);
     t.cron();
-    t.systemd();
+    t.systemd(&users);
     t.ports();
     t.dpkg();
     t.out
@@ -959,14 +961,29 @@ impl Triage<'_> {
         }
     }
 
-    fn systemd(&mut self) {
-        let base = self.path("/etc/systemd/system");
+    fn systemd(&mut self, homes: &[Home]) {
+        // Where units are made by hand: the admin's (and an intruder's)
+        // system and user unit directories, runtime units, and every user's
+        // own units, which run at their login without root. Package units
+        // under /lib are dpkg's to verify.
+        let mut bases: Vec<PathBuf> = [
+            "/etc/systemd/system",
+            "/etc/systemd/user",
+            "/run/systemd/system",
+            "/usr/local/lib/systemd/system",
+        ]
+        .iter()
+        .map(|p| self.path(p))
+        .collect();
+        bases.extend(homes.iter().map(|h| h.dir.join(".config/systemd/user")));
         let mut units = Vec::new();
-        for p in self.list(&base) {
-            if p.is_dir() && !p.is_symlink() {
-                units.extend(self.list(&p));
-            } else {
-                units.push(p);
+        for base in bases {
+            for p in self.list(&base) {
+                if p.is_dir() && !p.is_symlink() {
+                    units.extend(self.list(&p));
+                } else {
+                    units.push(p);
+                }
             }
         }
         for path in units {
