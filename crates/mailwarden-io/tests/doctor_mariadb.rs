@@ -107,6 +107,34 @@ fn set_unclean(dir: &Path) {
     });
 }
 
+/// Writes a pre-10.8 redo log's two checkpoint blocks (at 512 and 1536:
+/// number, LSN, offset, CRC-32C at 508) and the log block that holds the
+/// checkpoint offset, whose data length ends exactly at the checkpoint
+/// (clean) or 0x154 bytes later (records after the checkpoint: unclean).
+fn set_old_checkpoint(dir: &Path, clean: bool) {
+    let lsn: u64 = 0x0c3a_5e2b;
+    let offset: u64 = 2048 + 3 * 512 + 100;
+    patch(&dir.join("ib_logfile0"), |b| {
+        for (off, number) in [(512usize, 41u64), (1536, 42)] {
+            b[off..off + 512].fill(0);
+            b[off..off + 8].copy_from_slice(&number.to_be_bytes());
+            b[off + 8..off + 16].copy_from_slice(&(lsn - 42 + number).to_be_bytes());
+            b[off + 16..off + 24].copy_from_slice(&offset.to_be_bytes());
+            let c = crc32c(&b[off..off + 508]);
+            b[off + 508..off + 512].copy_from_slice(&c.to_be_bytes());
+        }
+        let at = (offset & !511) as usize;
+        b[at..at + 512].fill(0);
+        b[at..at + 4].copy_from_slice(&((lsn / 512) as u32 | 0x8000_0000).to_be_bytes());
+        let len = (offset & 511) as u16 + if clean { 0 } else { 0x154 };
+        b[at + 4..at + 6].copy_from_slice(&len.to_be_bytes());
+        b[at + 6..at + 8].copy_from_slice(&12u16.to_be_bytes());
+        b[at + 8..at + 12].copy_from_slice(&42u32.to_be_bytes());
+        let c = crc32c(&b[at..at + 508]);
+        b[at + 508..at + 512].copy_from_slice(&c.to_be_bytes());
+    });
+}
+
 /// Sets Aria's failed-recovery counter, recomputing the changeable part's CRC-32.
 fn set_aria_failures(dir: &Path, n: u8) {
     patch(&dir.join("aria_log_control"), |b| {
@@ -192,17 +220,44 @@ fn changed_copies_give_downgrade_upgrade_and_crash_cases() {
         vec![("mariadb.datadir.upgrade-pending", Severity::Warning)]
     );
 
-    // Upgrade pending from 10.6 (PHYS format): the shutdown state is unknown.
+    // Upgrade pending from 10.6 (PHYS format, checkpoints at 512 and 1536),
+    // shut down cleanly: nothing logged after the last checkpoint.
     let up6 = tmp.path().join("up6");
     copy_datadir(&dir, &up6);
     fs::write(up6.join("mysql_upgrade_info"), "10.6.16-MariaDB\n").unwrap();
     set_creator(&up6, "MariaDB 10.6.16", Some(b"PHYS"));
+    set_old_checkpoint(&up6, true);
     let f = classify_dir(&up6);
     assert_eq!(
         ids_of(&f),
         vec![("mariadb.datadir.upgrade-pending", Severity::Warning)]
     );
-    assert!(f[0].message.contains("could not be read"), "{f:#?}");
+    assert!(!f[0].message.contains("could not be read"), "{f:#?}");
+
+    // The incident's case: 10.5's log left unclean, 10.11 about to start.
+    let crash5 = tmp.path().join("crash5");
+    copy_datadir(&dir, &crash5);
+    fs::write(crash5.join("mysql_upgrade_info"), "10.5.27-MariaDB\n").unwrap();
+    set_creator(&crash5, "MariaDB 10.5.27", Some(b"PHYS"));
+    set_old_checkpoint(&crash5, false);
+    let f = classify_dir(&crash5);
+    assert_eq!(
+        ids_of(&f),
+        vec![
+            ("mariadb.redo.unclean-shutdown", Severity::Warning),
+            ("mariadb.datadir.upgrade-after-crash", Severity::Fail)
+        ],
+        "{f:#?}"
+    );
+    assert!(f[0].evidence[0].contains("block data length 440"), "{f:#?}");
+
+    // PHYS without any valid checkpoint block: damaged, said so.
+    let nocp = tmp.path().join("nocp");
+    copy_datadir(&dir, &nocp);
+    set_creator(&nocp, "MariaDB 10.6.16", Some(b"PHYS"));
+    let f = classify_dir(&nocp);
+    assert_eq!(f[0].id, "mariadb.redo.no-checkpoint", "{f:#?}");
+    assert!(f[0].evidence[0].contains("512 and 1536"), "{f:#?}");
 
     // Upgrade after an unclean shutdown.
     let crash = tmp.path().join("crash");

@@ -22,8 +22,18 @@
 //!   8–15 the end LSN (both big-endian), 60–63 the CRC-32C of bytes 0–59. After
 //!   the clean shutdown of `mariadb-install-db` both blocks held checkpoint
 //!   LSN = end LSN (0xad64 = 0xad64); after the SIGKILL the newest block held
-//!   0xad74 and 0xaec8. Formats before 10.8 keep checkpoints elsewhere; their
-//!   shutdown state is not decoded here ([`RedoState::NotDetermined`]).
+//!   0xad74 and 0xaec8.
+//! - Formats 10.2 to 10.7 (format ids 1, 103, 104, `PHYS`), not verifiable
+//!   on this machine (its server writes only the 10.8+ format), decoded from
+//!   the layout MariaDB's own upgrade check reads: two checkpoint blocks at
+//!   512 and 1536, each with the checkpoint number (bytes 0–7), LSN (8–15)
+//!   and byte offset of that LSN in the log (16–23, counting every file's
+//!   2048-byte header, files of equal size laid end to end), CRC-32C of
+//!   bytes 0–507 at 508. The newest valid one wins. The log was left clean
+//!   when the 512-byte block holding the checkpoint offset (valid CRC-32C at
+//!   508) has a data length (bytes 4–5) equal to the checkpoint's position in
+//!   that block: nothing was logged after it. Anything else is what makes
+//!   10.8+ refuse with "Upgrade after a crash is not supported".
 //! - `aria_log_control` (52 bytes): bytes 0–2 the magic `FE FE 0C`, byte 3
 //!   the version (1), 4–19 the UUID, 20–21 the size of this fixed part (30,
 //!   little-endian), 22–23 the size of the changeable part (22), 24–25 the
@@ -327,6 +337,22 @@ pub enum RedoState {
         /// End LSN recorded with it.
         end: u64,
     },
+    /// (Formats before 10.8) the log block at the checkpoint holds records
+    /// written after it: the server did not shut down cleanly.
+    LogAfterCheckpoint {
+        /// Checkpoint LSN.
+        checkpoint: u64,
+        /// Byte offset of the checkpoint in the log.
+        offset: u64,
+        /// The block's data length (the checkpoint sits at `offset % 512`).
+        data_len: u16,
+    },
+    /// (Formats before 10.8) the log block at the checkpoint has a bad
+    /// checksum.
+    BlockCorrupt {
+        /// Byte offset of the block in the log.
+        offset: u64,
+    },
     /// Neither checkpoint block has a valid checksum.
     NoValidCheckpoint,
     /// Not decoded for this format, or the file is too short.
@@ -352,6 +378,58 @@ pub struct RedoHeader {
     pub header_crc_ok: Option<bool>,
     /// Shutdown state.
     pub state: RedoState,
+    /// (Formats 10.2 to 10.7) the newest valid checkpoint: the caller reads
+    /// the log block at its offset and passes it to [`old_format_state`].
+    pub old_checkpoint: Option<OldCheckpoint>,
+}
+
+/// A checkpoint of a redo log in a format before 10.8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OldCheckpoint {
+    /// Checkpoint number.
+    pub number: u64,
+    /// Checkpoint LSN.
+    pub lsn: u64,
+    /// Byte offset of the LSN in the log (all files end to end, headers
+    /// included).
+    pub offset: u64,
+}
+
+impl OldCheckpoint {
+    /// Which `ib_logfileN` holds the checkpoint's block, and the block's
+    /// offset in it, for files of `file_size` bytes.
+    pub fn block_location(&self, file_size: u64) -> Option<(u64, u64)> {
+        if file_size < 4096 {
+            return None;
+        }
+        Some((self.offset / file_size, (self.offset % file_size) & !511))
+    }
+}
+
+/// The shutdown state of a log in a format before 10.8, from the 512-byte
+/// block that holds its newest checkpoint.
+pub fn old_format_state(cp: &OldCheckpoint, block: &[u8]) -> RedoState {
+    let (Some(body), Some(stored), Some(len)) = (
+        block.get(..508),
+        be32(block, 508),
+        block.get(4..6).map(|b| u16::from_be_bytes([b[0], b[1]])),
+    ) else {
+        return RedoState::NotDetermined;
+    };
+    if crc32c(body) != stored {
+        return RedoState::BlockCorrupt {
+            offset: cp.offset & !511,
+        };
+    }
+    if u64::from(len) == cp.offset & 511 {
+        RedoState::Clean { lsn: cp.lsn }
+    } else {
+        RedoState::LogAfterCheckpoint {
+            checkpoint: cp.lsn,
+            offset: cp.offset,
+            data_len: len,
+        }
+    }
 }
 
 /// Bytes of `ib_logfile0` [`parse_redo_header`] reads (header and both 10.8+
@@ -437,6 +515,31 @@ pub fn parse_redo_header(bytes: &[u8]) -> Result<RedoHeader, DecodeError> {
             };
         }
     }
+    let mut old_checkpoint = None;
+    let old_format = matches!(
+        format,
+        RedoFormat::V10_2 | RedoFormat::V10_3 | RedoFormat::V10_4 | RedoFormat::Phys10_5
+    );
+    if old_format && bytes.len() >= 2048 {
+        for off in [512usize, 1536] {
+            let (Some(block), Some(stored), Some(number), Some(lsn), Some(offset)) = (
+                bytes.get(off..off + 508),
+                be32(bytes, off + 508),
+                be64(bytes, off),
+                be64(bytes, off + 8),
+                be64(bytes, off + 16),
+            ) else {
+                continue;
+            };
+            let cp = OldCheckpoint { number, lsn, offset };
+            if crc32c(block) == stored && old_checkpoint.is_none_or(|o: OldCheckpoint| number >= o.number) {
+                old_checkpoint = Some(cp);
+            }
+        }
+        if old_checkpoint.is_none() {
+            state = RedoState::NoValidCheckpoint;
+        }
+    }
     Ok(RedoHeader {
         format_id,
         format,
@@ -446,6 +549,7 @@ pub fn parse_redo_header(bytes: &[u8]) -> Result<RedoHeader, DecodeError> {
         start_lsn,
         header_crc_ok,
         state,
+        old_checkpoint,
     })
 }
 
@@ -655,10 +759,41 @@ pub fn classify(o: &Observed) -> Vec<Finding> {
                     .fix("start the same MariaDB version that wrote it once and shut it down cleanly before any upgrade or downgrade")
                     .evidence(format!("{path}: checkpoint LSN {checkpoint}, end LSN {end}")),
                 ),
+                RedoState::LogAfterCheckpoint { checkpoint, offset, data_len } if o.server_running.is_some() => out.push(
+                    f(
+                        "mariadb.redo.in-use",
+                        Severity::Info,
+                        path,
+                        "the server is running, so its redo log is in use (the shutdown state can only be judged while it is stopped)",
+                    )
+                    .evidence(format!("{path}: checkpoint LSN {checkpoint} at offset {offset}, block data length {data_len}"))
+                    .evidence(o.server_running.clone().unwrap_or_default()),
+                ),
+                RedoState::LogAfterCheckpoint { checkpoint, offset, data_len } => out.push(
+                    f(
+                        "mariadb.redo.unclean-shutdown",
+                        Severity::Warning,
+                        path,
+                        "the server did not shut down cleanly: the redo log holds records after its last checkpoint",
+                    )
+                    .fix("start the same MariaDB version that wrote it once and shut it down cleanly before any upgrade or downgrade (10.8 and later refuse: \"Upgrade after a crash is not supported\")")
+                    .evidence(format!(
+                        "{path}: checkpoint LSN {checkpoint} at offset {offset} (position {} in its block), block data length {data_len}",
+                        offset & 511
+                    )),
+                ),
+                RedoState::BlockCorrupt { offset } => out.push(
+                    f("mariadb.redo.no-checkpoint", Severity::Warning, path, "the redo log block at the last checkpoint has a bad checksum")
+                        .fix("the redo log is damaged: snapshot the data directory first, then start the version that wrote it")
+                        .evidence(format!("{path}: CRC-32C mismatch in the block at log offset {offset}")),
+                ),
                 RedoState::NoValidCheckpoint => out.push(
                     f("mariadb.redo.no-checkpoint", Severity::Warning, path, "no checkpoint block of the redo log has a valid checksum")
                         .fix("the redo log is damaged: snapshot the data directory first, then start the version that wrote it")
-                        .evidence(format!("{path}: CRC-32C mismatch at 4096 and 8192")),
+                        .evidence(format!(
+                            "{path}: CRC-32C mismatch at {}",
+                            if r.format == RedoFormat::Phys10_8 { "4096 and 8192" } else { "512 and 1536" }
+                        )),
                 ),
                 _ => {}
             }
@@ -754,8 +889,11 @@ pub fn classify(o: &Observed) -> Vec<Finding> {
     let format_too_new = redo_format
         .and_then(RedoFormat::min_series)
         .is_some_and(|m| m > s.series());
-    let unclean =
-        (matches!(redo_state, RedoState::Dirty { .. }) && o.server_running.is_none()) || aria_failed;
+    let unclean = (matches!(
+        redo_state,
+        RedoState::Dirty { .. } | RedoState::LogAfterCheckpoint { .. }
+    ) && o.server_running.is_none())
+        || aria_failed;
     let playbook = |id, sev, msg: String| {
         let mut x = f(id, sev, dir, msg);
         x.evidence = ev.clone();
@@ -1157,6 +1295,50 @@ mod tests {
             parse_redo_header(&bad).unwrap().state,
             RedoState::NoValidCheckpoint
         );
+    }
+
+    #[test]
+    fn old_format_checkpoints() {
+        // A 10.4 log: two files of 48 MiB, checkpoint in the second one.
+        let size = 48u64 << 20;
+        let mut b = vec![0u8; 2048];
+        b[..4].copy_from_slice(&104u32.to_be_bytes());
+        b[16..30].copy_from_slice(b"MariaDB 10.4.3");
+        let offset = size + 2048 + 700;
+        for (off, n) in [(512usize, 7u64), (1536, 6)] {
+            b[off..off + 8].copy_from_slice(&n.to_be_bytes());
+            b[off + 8..off + 16].copy_from_slice(&(9000 + n).to_be_bytes());
+            b[off + 16..off + 24].copy_from_slice(&offset.to_be_bytes());
+            let c = crc32c(&b[off..off + 508]);
+            b[off + 508..off + 512].copy_from_slice(&c.to_be_bytes());
+        }
+        let r = parse_redo_header(&b).unwrap();
+        let cp = r.old_checkpoint.unwrap();
+        assert_eq!((r.format, cp.number, cp.lsn), (RedoFormat::V10_4, 7, 9007));
+        assert_eq!(cp.block_location(size), Some((1, 2048 + 512)));
+        let mut block = vec![0u8; 512];
+        block[4..6].copy_from_slice(&188u16.to_be_bytes());
+        let c = crc32c(&block[..508]);
+        block[508..].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(old_format_state(&cp, &block), RedoState::Clean { lsn: 9007 });
+        block[4..6].copy_from_slice(&512u16.to_be_bytes());
+        let c = crc32c(&block[..508]);
+        block[508..].copy_from_slice(&c.to_be_bytes());
+        assert!(matches!(
+            old_format_state(&cp, &block),
+            RedoState::LogAfterCheckpoint { data_len: 512, .. }
+        ));
+        block[100] ^= 1;
+        assert!(matches!(
+            old_format_state(&cp, &block),
+            RedoState::BlockCorrupt { .. }
+        ));
+        assert_eq!(old_format_state(&cp, &block[..10]), RedoState::NotDetermined);
+        // Both checkpoint blocks damaged.
+        b[600] ^= 1;
+        b[1600] ^= 1;
+        let r = parse_redo_header(&b).unwrap();
+        assert_eq!((r.old_checkpoint, r.state), (None, RedoState::NoValidCheckpoint));
     }
 
     pub(crate) fn aria(failures: u8) -> Vec<u8> {

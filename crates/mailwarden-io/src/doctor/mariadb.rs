@@ -118,6 +118,36 @@ fn read_part<T>(
     }
 }
 
+/// The shutdown state of a pre-10.8 redo log: reads the one 512-byte block
+/// that holds the checkpoint (in `ib_logfileN`, all files the size of
+/// `ib_logfile0`).
+fn old_checkpoint_state(dir: &Path, cp: &core::OldCheckpoint) -> core::RedoState {
+    let first = dir.join("ib_logfile0");
+    let Ok(size) = std::fs::metadata(&first).map(|m| m.len()) else {
+        return core::RedoState::NotDetermined;
+    };
+    let Some((file, at)) = cp.block_location(size) else {
+        return core::RedoState::NotDetermined;
+    };
+    let path = dir.join(format!("ib_logfile{file}"));
+    let mut block = vec![0u8; 512];
+    let read = File::open(&path).and_then(|mut f| {
+        f.seek(SeekFrom::Start(at))?;
+        f.read_exact(&mut block)
+    });
+    match read {
+        Ok(()) => {
+            super::evidence::file(
+                &path,
+                &block,
+                &format!("512 bytes at {at} (the block of the last checkpoint)"),
+            );
+            core::old_format_state(cp, &block)
+        }
+        Err(_) => core::RedoState::NotDetermined,
+    }
+}
+
 /// Reads the version files of a data directory.
 pub fn read_datadir(dir: &Path, findings: &mut Vec<Finding>) -> Observed {
     let mut o = Observed {
@@ -161,6 +191,11 @@ pub fn read_datadir(dir: &Path, findings: &mut Vec<Finding>) -> Observed {
         parse_redo_header,
         findings,
     );
+    if let Some((_, Ok(r))) = &mut o.redo {
+        if let Some(cp) = r.old_checkpoint {
+            r.state = old_checkpoint_state(dir, &cp);
+        }
+    }
     o.aria = read_part(
         dir,
         "aria_log_control",
