@@ -348,6 +348,70 @@ fn compose_errors_become_findings_with_path_and_line() {
     assert_eq!(u.evidence, ["TAG (service a)"]);
 }
 
+/// `include` (read before the including file), `extends` within the file
+/// and from another file, and `profiles` (COMPOSE_PROFILES from .env).
+#[test]
+fn compose_include_extends_and_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("extra")).unwrap();
+    fs::write(
+        d.join("extra/db.yml"),
+        "services:\n  mysql-mailcow:\n    image: mariadb:${DBTAG}\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("common.yml"),
+        "services:\n  base-php:\n    image: ghcr.io/mailcow/phpfpm:1.91\n    labels:\n      tier: web\n",
+    )
+    .unwrap();
+    let main = d.join("docker-compose.yml");
+    fs::write(
+        &main,
+        "include:\n  - extra/db.yml\n  - path: [missing.yml]\nservices:\n  php-fpm-mailcow:\n    extends:\n      file: common.yml\n      service: base-php\n    labels:\n      own: yes\n  sogo-mailcow:\n    image: ghcr.io/mailcow/sogo:1.133\n  sogo-debug:\n    extends: sogo-mailcow\n    profiles: [debug]\n  ghost:\n    extends: nowhere\n",
+    )
+    .unwrap();
+    let vars = BTreeMap::from([
+        ("DBTAG".to_owned(), "10.11".to_owned()),
+        ("COMPOSE_PROFILES".to_owned(), "mail, other".to_owned()),
+    ]);
+    let mut f = Vec::new();
+    let p = docker::load_compose(std::slice::from_ref(&main), &vars, &mut f).unwrap();
+    assert_eq!(
+        p.services["mysql-mailcow"].image.as_deref(),
+        Some("mariadb:10.11")
+    );
+    assert!(
+        p.services["mysql-mailcow"]
+            .image_source
+            .as_deref()
+            .unwrap()
+            .contains("extra/db.yml:3")
+    );
+    let php = &p.services["php-fpm-mailcow"];
+    assert_eq!(php.image.as_deref(), Some("ghcr.io/mailcow/phpfpm:1.91"));
+    assert_eq!(
+        (php.labels["tier"].as_str(), php.labels["own"].as_str()),
+        ("web", "yes")
+    );
+    let dbg = &p.services["sogo-debug"];
+    assert_eq!(dbg.image.as_deref(), Some("ghcr.io/mailcow/sogo:1.133"));
+    assert_eq!(p.active_profiles, ["mail", "other"]);
+    assert!(!dbg.enabled(&p.active_profiles) && p.services["sogo-mailcow"].enabled(&p.active_profiles));
+    assert!(dbg.enabled(&["debug".to_owned()]));
+    // The missing include and the dangling extends are findings, not errors.
+    assert!(
+        f.iter()
+            .any(|x| x.id == docker::ids::COMPOSE_INVALID && x.subject.ends_with("missing.yml")),
+        "{f:#?}"
+    );
+    assert!(
+        f.iter()
+            .any(|x| x.id == docker::ids::COMPOSE_INVALID && x.message.contains("ghost extends nowhere")),
+        "{f:#?}"
+    );
+}
+
 /// An inspect answer in the Docker API's shape (Docker 24), for states a
 /// container cannot reach in this sandbox.
 fn inspect_json(

@@ -9,7 +9,9 @@
 //!   hold further variables (nesting is bounded).
 //! - [`parse_compose`] reads the services of one compose file (their image and
 //!   labels, interpolated); [`ComposeProject::merge`] applies override files
-//!   in order, as `docker compose -f a.yml -f b.yml` does.
+//!   in order, as `docker compose -f a.yml -f b.yml` does. `include` paths,
+//!   `extends` and `profiles` are read; [`ComposeProject::resolve_extends`]
+//!   resolves `extends` within a project (the caller reads other files).
 //! - [`ImageRef`] splits an image reference and [`ImageRef::pin`] classifies
 //!   how firmly it is pinned: by digest, by a full version (`mariadb:10.11.6`),
 //!   or floating (`mariadb:10.11`, `:latest`, no tag, `alpine`).
@@ -448,6 +450,30 @@ pub struct ComposeService {
     pub labels: BTreeMap<String, String>,
     /// Where the image was set: `file:line`.
     pub image_source: Option<String>,
+    /// `profiles`: the service only starts when one of them is active.
+    pub profiles: Vec<String>,
+    /// `extends`: the service it inherits from, and the file that defines it
+    /// (`None`: this project). Cleared once resolved.
+    pub extends: Option<(String, Option<String>)>,
+}
+
+impl ComposeService {
+    /// Whether `docker compose up` starts it with these profiles active
+    /// (`COMPOSE_PROFILES`, comma-separated; `*` enables all).
+    pub fn enabled(&self, active: &[String]) -> bool {
+        self.profiles.is_empty() || active.iter().any(|a| a == "*" || self.profiles.contains(a))
+    }
+
+    /// Takes what this service does not set itself from the one it extends.
+    pub fn inherit(&mut self, base: &ComposeService) {
+        if self.image.is_none() {
+            self.image.clone_from(&base.image);
+            self.image_source.clone_from(&base.image_source);
+        }
+        for (k, v) in &base.labels {
+            self.labels.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
 }
 
 /// The services of a compose project (one file, or several merged).
@@ -459,7 +485,15 @@ pub struct ComposeProject {
     pub files: Vec<String>,
     /// Variables referenced without a default that are not set, with where.
     pub missing_variables: Vec<String>,
+    /// Paths of the top-level `include` list, as written (relative to the
+    /// including file's directory), for the caller to read and merge.
+    pub includes: Vec<String>,
+    /// The active profiles (`COMPOSE_PROFILES`), set by the caller.
+    pub active_profiles: Vec<String>,
 }
+
+/// Deepest chain of `extends` followed.
+pub const MAX_EXTENDS: usize = 8;
 
 impl ComposeProject {
     /// Applies an override file: its services' image, container name and
@@ -488,6 +522,49 @@ impl ComposeProject {
                 self.missing_variables.push(m);
             }
         }
+    }
+
+    /// Resolves `extends` between services of this project (chains up to
+    /// [`MAX_EXTENDS`]); returns the services whose base could not be found
+    /// here (another file's, missing, or in a loop), with their base's name.
+    pub fn resolve_extends(&mut self) -> Vec<(String, String)> {
+        let mut unresolved = Vec::new();
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let mut chain = Vec::new();
+            let mut cur = name.clone();
+            let mut ok = true;
+            while let Some((base, None)) = self.services.get(&cur).and_then(|s| s.extends.clone()) {
+                if chain.len() >= MAX_EXTENDS || chain.contains(&base) || base == name {
+                    unresolved.push((name.clone(), base));
+                    ok = false;
+                    break;
+                }
+                if !self.services.contains_key(&base) {
+                    unresolved.push((name.clone(), base));
+                    ok = false;
+                    break;
+                }
+                chain.push(base.clone());
+                cur = base;
+            }
+            if let Some((base, Some(_))) = self.services.get(&cur).and_then(|s| s.extends.clone()) {
+                unresolved.push((name.clone(), base));
+            }
+            // Apply nearest base first, then its bases.
+            for base in &chain {
+                let b = self.services.get(base).cloned().unwrap_or_default();
+                if let Some(svc) = self.services.get_mut(&name) {
+                    svc.inherit(&b);
+                }
+            }
+            if ok && let Some(svc) = self.services.get_mut(&name) {
+                if matches!(svc.extends, Some((_, None))) {
+                    svc.extends = None;
+                }
+            }
+        }
+        unresolved
     }
 }
 
@@ -537,6 +614,25 @@ pub fn parse_compose(
         files: vec![file.to_owned()],
         ..ComposeProject::default()
     };
+    if let Value::Mapping(m) = &doc {
+        // `include:` - a list of paths, or of mappings whose `path` is a
+        // path or a list of them.
+        if let Some(Value::Sequence(items)) = m.get("include") {
+            for it in items {
+                match it {
+                    Value::String(p) => project.includes.push(p.clone()),
+                    Value::Mapping(im) => match im.get("path") {
+                        Some(Value::String(p)) => project.includes.push(p.clone()),
+                        Some(Value::Sequence(ps)) => project
+                            .includes
+                            .extend(ps.iter().filter_map(|p| p.as_str().map(str::to_owned))),
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
     let services = match &doc {
         Value::Mapping(m) => match m.get("services") {
             Some(Value::Mapping(s)) => s.clone(),
@@ -629,6 +725,29 @@ pub fn parse_compose(
                         let lv = interp(lv, &mut project.missing_variables)?;
                         svc.labels.insert(lk.to_owned(), lv);
                     }
+                }
+            }
+            _ => {}
+        }
+        match body.get("profiles") {
+            Some(Value::Sequence(ps)) => {
+                for p in ps.iter().filter_map(Value::as_str) {
+                    svc.profiles.push(interp(p, &mut project.missing_variables)?);
+                }
+            }
+            Some(Value::String(p)) => svc.profiles.push(interp(p, &mut project.missing_variables)?),
+            _ => {}
+        }
+        match body.get("extends") {
+            Some(Value::String(base)) => svc.extends = Some((base.clone(), None)),
+            Some(Value::Mapping(em)) => {
+                if let Some(base) = em.get("service").and_then(Value::as_str) {
+                    let file = em
+                        .get("file")
+                        .and_then(Value::as_str)
+                        .map(|f| interp(f, &mut project.missing_variables))
+                        .transpose()?;
+                    svc.extends = Some((base.to_owned(), file));
                 }
             }
             _ => {}
@@ -890,6 +1009,25 @@ networks:
         assert_eq!(p.services["extra"].image.as_deref(), Some(""));
         assert_eq!(p.missing_variables, vec!["IMG (service extra)".to_owned()]);
         assert_eq!(p.files.len(), 2);
+    }
+
+    #[test]
+    fn extends_chains_and_loops() {
+        let text = "services:\n  a:\n    extends: b\n  b:\n    extends: {service: c}\n  c:\n    image: redis:7.2.4\n    labels: [x=1]\n  l1:\n    extends: l2\n  l2:\n    extends: l1\n  f:\n    extends: {service: web, file: other.yml}\n";
+        let mut p = parse_compose("c.yml", text, &|_| None).unwrap();
+        let mut un = p.resolve_extends();
+        un.sort();
+        assert_eq!(p.services["a"].image.as_deref(), Some("redis:7.2.4"));
+        assert_eq!(p.services["a"].labels["x"], "1");
+        assert_eq!(p.services["a"].extends, None);
+        assert_eq!(p.services["l1"].image, None);
+        assert!(p.services["l1"].extends.is_some(), "a loop stays unresolved");
+        let pairs: Vec<(&str, &str)> = un.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(pairs, [("f", "web"), ("l1", "l1"), ("l2", "l2")]);
+        assert_eq!(
+            p.services["f"].extends,
+            Some(("web".to_owned(), Some("other.yml".to_owned())))
+        );
     }
 
     #[test]

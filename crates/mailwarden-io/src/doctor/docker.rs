@@ -74,6 +74,129 @@ pub fn read_env_files(paths: &[PathBuf], findings: &mut Vec<Finding>) -> BTreeMa
     vars
 }
 
+/// Deepest nesting of `include` followed.
+const MAX_INCLUDE_DEPTH: usize = 4;
+
+fn compose_invalid(shown: &str, problem: &str) -> Finding {
+    Finding::new(
+        ids::COMPOSE_INVALID,
+        Area::Containers,
+        Severity::Warning,
+        shown,
+        format!("compose file not usable, its pins were not checked: {problem}"),
+    )
+    .evidence(format!("{shown}: {problem}"))
+    .fix(format!("check it with `docker compose -f {shown} config`"))
+}
+
+/// Reads one compose file, and the files its `include` names (relative to
+/// its directory) before it, as Compose does.
+fn load_with_includes(
+    f: &Path,
+    vars: &BTreeMap<String, String>,
+    depth: usize,
+    findings: &mut Vec<Finding>,
+) -> Option<ComposeProject> {
+    let lookup = |k: &str| vars.get(k).cloned();
+    let shown = f.display().to_string();
+    let parsed = std::fs::read(f)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|b| {
+            super::evidence::file(f, &b, "whole file");
+            let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+            compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
+        });
+    let p = match parsed {
+        Ok(p) => p,
+        Err(problem) => {
+            findings.push(compose_invalid(&shown, &problem));
+            return None;
+        }
+    };
+    if p.includes.is_empty() {
+        return Some(p);
+    }
+    if depth >= MAX_INCLUDE_DEPTH {
+        findings.push(compose_invalid(
+            &shown,
+            &format!("`include` nested deeper than {MAX_INCLUDE_DEPTH} files"),
+        ));
+        return Some(p);
+    }
+    let dir = f.parent().unwrap_or(Path::new("."));
+    let mut merged: Option<ComposeProject> = None;
+    for inc in &p.includes {
+        if let Some(ip) = load_with_includes(&dir.join(inc), vars, depth + 1, findings) {
+            match &mut merged {
+                Some(m) => m.merge(ip),
+                None => merged = Some(ip),
+            }
+        }
+    }
+    match merged {
+        Some(mut m) => {
+            m.merge(p);
+            Some(m)
+        }
+        None => Some(p),
+    }
+}
+
+/// Resolves `extends`: within the project, then bases in other files (read
+/// relative to the first compose file's directory).
+fn resolve_extends(
+    p: &mut ComposeProject,
+    dir: Option<&Path>,
+    vars: &BTreeMap<String, String>,
+    findings: &mut Vec<Finding>,
+) {
+    let lookup = |k: &str| vars.get(k).cloned();
+    let names: Vec<String> = p.services.keys().cloned().collect();
+    for name in names {
+        let Some((base, Some(file))) = p.services.get(&name).and_then(|s| s.extends.clone()) else {
+            continue;
+        };
+        let path = dir.unwrap_or(Path::new(".")).join(&file);
+        let shown = path.display().to_string();
+        let other = std::fs::read(&path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|b| {
+                super::evidence::file(&path, &b, "whole file");
+                let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+                compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
+            });
+        match other {
+            Ok(mut o) => {
+                o.resolve_extends();
+                match o.services.get(&base) {
+                    Some(b) => {
+                        if let Some(svc) = p.services.get_mut(&name) {
+                            svc.inherit(b);
+                            svc.extends = None;
+                        }
+                    }
+                    None => findings.push(compose_invalid(
+                        &shown,
+                        &format!("service {name} extends {base}, which this file does not define"),
+                    )),
+                }
+            }
+            Err(problem) => findings.push(compose_invalid(&shown, &problem)),
+        }
+    }
+    for (name, base) in p.resolve_extends() {
+        if p.services
+            .get(&name)
+            .is_some_and(|s| s.extends.as_ref().is_some_and(|e| e.1.is_none()))
+        {
+            findings.push(compose_invalid(
+                &p.files.join(", "),
+                &format!("service {name} extends {base}, which is not defined (or the chain loops)"),
+            ));
+        }
+    }
+}
+
 /// Reads and merges compose files (the first is the base, the rest
 /// overrides, as `docker compose -f a -f b`), interpolated with `vars`.
 /// A file that cannot be read or parsed is a finding naming it (and the
@@ -83,34 +206,29 @@ pub fn load_compose(
     vars: &BTreeMap<String, String>,
     findings: &mut Vec<Finding>,
 ) -> Option<ComposeProject> {
-    let lookup = |k: &str| vars.get(k).cloned();
     let mut project: Option<ComposeProject> = None;
     for f in files {
-        let shown = f.display().to_string();
-        let parsed = std::fs::read(f)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|b| {
-                super::evidence::file(f, &b, "whole file");
-                let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
-                compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
-            });
-        match parsed {
-            Ok(p) => match &mut project {
+        if let Some(p) = load_with_includes(f, vars, 0, findings) {
+            match &mut project {
                 Some(base) => base.merge(p),
                 None => project = Some(p),
-            },
-            Err(problem) => findings.push(
-                Finding::new(
-                    ids::COMPOSE_INVALID,
-                    Area::Containers,
-                    Severity::Warning,
-                    &shown,
-                    format!("compose file not usable, its pins were not checked: {problem}"),
-                )
-                .evidence(format!("{shown}: {problem}"))
-                .fix(format!("check it with `docker compose -f {shown} config`")),
-            ),
+            }
         }
+    }
+    if let Some(p) = &mut project {
+        resolve_extends(p, files.first().and_then(|f| f.parent()), vars, findings);
+        // Compose reads COMPOSE_PROFILES from .env or the environment.
+        let active = vars
+            .get("COMPOSE_PROFILES")
+            .cloned()
+            .or_else(|| std::env::var("COMPOSE_PROFILES").ok())
+            .unwrap_or_default();
+        p.active_profiles = active
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
     }
     if let Some(p) = &project
         && !p.missing_variables.is_empty()
@@ -375,7 +493,8 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
                     .collect();
                 if runs.is_empty() {
                     out.extend(container::check_pin(svc, None, None));
-                    if svc.image.is_some() && !project.is_empty() {
+                    // A service behind an inactive profile is not started.
+                    if svc.image.is_some() && !project.is_empty() && svc.enabled(&p.active_profiles) {
                         out.push(container::service_missing(svc, &cfg.project));
                     }
                 }

@@ -329,7 +329,7 @@ impl Triage<'_> {
                 .map(|p| self.path(p))
                 .find(|p| p.symlink_metadata().is_ok())
             else {
-                let mut f = Finding::new(
+                let f = Finding::new(
                     "host.login.not-checked",
                     Area::Host,
                     Severity::Info,
