@@ -558,10 +558,11 @@ impl ComposeProject {
                     svc.inherit(&b);
                 }
             }
-            if ok && let Some(svc) = self.services.get_mut(&name) {
-                if matches!(svc.extends, Some((_, None))) {
-                    svc.extends = None;
-                }
+            if ok
+                && let Some(svc) = self.services.get_mut(&name)
+                && matches!(svc.extends, Some((_, None)))
+            {
+                svc.extends = None;
             }
         }
         unresolved

@@ -467,10 +467,10 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
         );
     }
     for c in &mut project {
-        if !c.image_id.is_empty() {
-            if let Ok(img) = docker.inspect_image(&c.image_id).await {
-                c.image_repo_digests = img.repo_digests.unwrap_or_default();
-            }
+        if !c.image_id.is_empty()
+            && let Ok(img) = docker.inspect_image(&c.image_id).await
+        {
+            c.image_repo_digests = img.repo_digests.unwrap_or_default();
         }
     }
     let mut tags: BTreeMap<String, LocalTag> = BTreeMap::new();

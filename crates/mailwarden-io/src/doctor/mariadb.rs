@@ -191,10 +191,10 @@ pub fn read_datadir(dir: &Path, findings: &mut Vec<Finding>) -> Observed {
         parse_redo_header,
         findings,
     );
-    if let Some((_, Ok(r))) = &mut o.redo {
-        if let Some(cp) = r.old_checkpoint {
-            r.state = old_checkpoint_state(dir, &cp);
-        }
+    if let Some((_, Ok(r))) = &mut o.redo
+        && let Some(cp) = r.old_checkpoint
+    {
+        r.state = old_checkpoint_state(dir, &cp);
     }
     o.aria = read_part(
         dir,
