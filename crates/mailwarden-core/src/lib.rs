@@ -21,3 +21,4 @@ pub mod search;
 pub mod stitch;
 pub mod summary;
 pub mod time;
+pub mod webscan;
