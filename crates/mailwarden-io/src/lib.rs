@@ -16,3 +16,4 @@ pub mod pipeline;
 pub mod reports;
 pub mod spf_eval;
 pub mod verify;
+pub mod webscan;

@@ -98,6 +98,11 @@ pub enum Command {
     /// (logins, sessions, users, shell history, cron, listening ports).
     /// Read-only. Exits 1 when a check fails, 2 on errors.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Scan web directories for PHP backdoors and webshells: code patterns,
+    /// obfuscation, placement, file context, and integrity against git's
+    /// HEAD or a baseline manifest. Read-only. Exits 1 when a file is
+    /// suspicious or worse, 2 on errors.
+    Webscan(crate::commands::webscan::WebscanArgs),
 }
 
 /// Where the address directory comes from (who is a mailbox, an alias, a

@@ -47,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(cmd) => commands::rules::rules(cmd),
         Command::Alerts(args) => commands::alerts::alerts(args),
         Command::Doctor(args) => commands::doctor::doctor(args),
+        Command::Webscan(args) => commands::webscan::webscan(args),
     }
 }
 

@@ -12,3 +12,4 @@ pub mod logs;
 pub mod rules;
 pub mod serve;
 pub mod status;
+pub mod webscan;
