@@ -119,4 +119,21 @@ mod tests {
         assert_eq!(AllowList::parse("sha256:abc\n").unwrap_err().0, 1);
         assert_eq!(AllowList::parse("path:[\n").unwrap_err().0, 1);
     }
+
+    proptest::proptest! {
+        /// Any text parses or names a line inside it; a parsed list answers
+        /// any path without panicking.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,300}", path in "\\PC{0,80}") {
+            match AllowList::parse(&text) {
+                Ok(l) => {
+                    let _ = l.allows_path(&path);
+                }
+                Err((line, msg)) => {
+                    proptest::prop_assert!(line >= 1 && line <= text.lines().count());
+                    proptest::prop_assert!(!msg.is_empty());
+                }
+            }
+        }
+    }
 }
