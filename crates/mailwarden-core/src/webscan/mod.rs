@@ -603,8 +603,9 @@ pub fn context_reasons(meta: &FileMeta, ctx: &DirContext) -> Vec<Reason> {
 /// The verdict and score for a file's reasons (from every layer).
 ///
 /// - any strong reason → malicious;
-/// - medium evidence from two different layers (at least one of code,
-///   obfuscation or placement), or three medium reasons → malicious;
+/// - two different medium reasons of code, obfuscation or placement, or
+///   one backed by medium evidence of another layer, or three medium
+///   reasons → malicious;
 /// - a medium reason of code, obfuscation, placement or context →
 ///   suspicious; integrity alone (a modified or new file) stays info;
 /// - weak reasons from two or more layers with weight ≥ 30 → suspicious;
@@ -624,7 +625,9 @@ pub fn score(reasons: &[Reason]) -> (Verdict, u32) {
         .collect();
     let medium_layers: HashSet<Layer> = medium.iter().map(|r| r.layer).collect();
     let medium_evidence = medium.iter().filter(|r| evidence(r.layer)).count();
-    if medium_evidence >= 1 && (medium_layers.len() >= 2 || medium.len() >= 3) {
+    // Combined evidence: two different medium findings in the code itself
+    // (reasons are one per id), or one backed by another layer.
+    if medium_evidence >= 2 || (medium_evidence >= 1 && (medium_layers.len() >= 2 || medium.len() >= 3)) {
         return (Verdict::Malicious, total);
     }
     if medium.iter().any(|r| r.layer != Layer::Integrity) {
