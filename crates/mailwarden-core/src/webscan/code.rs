@@ -9,7 +9,7 @@
 //! everywhere. That over-approximates in big files, which is why a tainted
 //! sink needs the source to reach the sink's own argument.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::lex::{Lexed, Tk, Token};
 use super::{Collector, Layer, Strength};
@@ -284,10 +284,10 @@ impl<'a> Code<'a> {
             lx,
             t: &lx.tokens,
             scope: scopes(&lx.tokens, src),
-            taint: HashMap::new(),
-            consts: HashMap::new(),
-            funcs: HashMap::new(),
-            assigned: HashSet::new(),
+            taint: HashMap::default(),
+            consts: HashMap::default(),
+            funcs: HashMap::default(),
+            assigned: HashSet::default(),
             form_fields,
             global_req: false,
             loops: Vec::new(),
@@ -634,7 +634,10 @@ impl<'a> Code<'a> {
                             }
                         }
                     }
-                } else if self.is_call(i) && self.funcs.contains_key(&self.ident(i).to_ascii_lowercase()) {
+                } else if !self.funcs.is_empty()
+                    && self.is_call(i)
+                    && self.funcs.contains_key(&self.ident(i).to_ascii_lowercase())
+                {
                     // A call of a function defined in this file: its
                     // parameters get the taint of the arguments.
                     let args = self.args(i + 1);
@@ -849,8 +852,18 @@ impl<'a> Code<'a> {
     fn ident_at(&mut self, i: usize, out: &mut Collector, fm_ops: &mut u32) {
         let name = self.ident(i);
         let pos = self.t[i].start;
-        let lname = name.to_ascii_lowercase();
-        let lname = lname.as_slice();
+        // Lower-cased on the stack: this runs for every name in the file.
+        let mut buf = [0u8; 48];
+        let owned;
+        let lname: &[u8] = if name.len() <= buf.len() {
+            let b = &mut buf[..name.len()];
+            b.copy_from_slice(name);
+            b.make_ascii_lowercase();
+            b
+        } else {
+            owned = name.to_ascii_lowercase();
+            &owned
+        };
         if is_in(lname, INCLUDE) {
             let b = self.expr_end(i + 1);
             self.include_at(i + 1, b, pos, out);

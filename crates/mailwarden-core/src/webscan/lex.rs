@@ -207,12 +207,14 @@ impl Lexer<'_> {
     fn line_stats(&mut self) {
         let mut longest = 0u32;
         let mut long = 0u32;
-        for line in self.src.split(|&b| b == b'\n') {
-            let n = u32::try_from(line.len()).unwrap_or(u32::MAX);
+        let mut start = 0usize;
+        for end in memchr::memchr_iter(b'\n', self.src).chain(std::iter::once(self.src.len())) {
+            let n = u32::try_from(end - start).unwrap_or(u32::MAX);
             longest = longest.max(n);
             if n > LONG_LINE {
                 long += 1;
             }
+            start = end + 1;
         }
         self.out.stats.longest_line = longest;
         self.out.stats.long_lines = long;

@@ -150,19 +150,20 @@ const ANCHORS: &[(&str, u8)] = &[
     ("assert", PF_CODE),
     ("system", PF_CODE),
     ("exec", PF_CODE),
+    ("shell_exec", PF_CODE),
+    ("pcntl_exec", PF_CODE),
+    ("getenv", PF_CODE),
     ("passthru", PF_CODE),
     ("popen", PF_CODE),
     ("proc_open", PF_CODE),
     ("create_function", PF_CODE),
+    // Callback takers (array_map, usort, call_user_func, ob_start, …) are
+    // no anchors of their own: a backdoor through them still needs request
+    // data, a decoder, an escape-built name or a quoted sink name
+    // ('assert'), which are anchors. Alone they woke a quarter of WordPress
+    // for nothing. preg_replace counts only with a literal /e pattern.
     ("preg_replace", PF_CODE),
     ("preg_filter", PF_CODE),
-    ("call_user_func", PF_CODE),
-    ("array_map", PF_CODE),
-    ("array_filter", PF_CODE),
-    ("array_walk", PF_CODE),
-    ("usort", PF_CODE),
-    ("register_shutdown_function", PF_CODE),
-    ("ob_start", PF_CODE),
     ("base64_decode", PF_CODE),
     ("gzinflate", PF_CODE),
     ("gzuncompress", PF_CODE),
@@ -184,7 +185,6 @@ const ANCHORS: &[(&str, u8)] = &[
     ("mail", PF_CODE),
     ("chr(", PF_CODE),
     ("\\x", PF_CODE),
-    ("`", PF_CODE),
     ("$$", PF_CODE),
     ("${", PF_CODE),
     // Variables named only with underscores: code written without letters.
@@ -223,11 +223,109 @@ const ANCHORS: &[(&str, u8)] = &[
     ("#!", PF_FOREIGN),
 ];
 
+/// Anchors that are function names: they count only as a call or a
+/// callback name — at a word start (not a method, not part of a longer
+/// name such as `email` or `wp_mail`) and followed by `(` or a closing
+/// quote. Benign code says "mail", "system" and "exec" in other senses
+/// all the time; without this test nearly every Roundcube file woke the
+/// full analysis. A backtick is no anchor at all: SQL and doc comments are
+/// full of them, and a backtick shell needs request data, whose anchors
+/// remain.
+const CALL_ANCHORS: &[&str] = &[
+    "eval",
+    "assert",
+    "system",
+    "exec",
+    "shell_exec",
+    "pcntl_exec",
+    "getenv",
+    "passthru",
+    "popen",
+    "proc_open",
+    "create_function",
+    "preg_replace",
+    "preg_filter",
+    "base64_decode",
+    "gzinflate",
+    "gzuncompress",
+    "str_rot13",
+    "hex2bin",
+    "strrev",
+    "convert_uudecode",
+    "getallheaders",
+    "move_uploaded_file",
+    "mail",
+    "extract",
+];
+
+/// Whether `preg_replace(`/`preg_filter(` at `end` (just after the name)
+/// starts with a literal pattern carrying the `e` modifier (code
+/// evaluation, PHP < 7).
+fn preg_e_like(bytes: &[u8], end: usize) -> bool {
+    let rest = &bytes[end.min(bytes.len())..];
+    let mut it = rest.iter().copied().take(512).skip_while(u8::is_ascii_whitespace);
+    if it.next() != Some(b'(') {
+        return false;
+    }
+    let mut it = it.skip_while(u8::is_ascii_whitespace);
+    let Some(q @ (b'\'' | b'"')) = it.next() else {
+        return false;
+    };
+    let Some(open) = it.next() else { return false };
+    let close = match open {
+        b'(' => b')',
+        b'[' => b']',
+        b'{' => b'}',
+        b'<' => b'>',
+        d => d,
+    };
+    let mut prev = 0u8;
+    let mut it = it.skip_while(|&b| {
+        let go = !(b == close && prev != b'\\');
+        prev = if prev == b'\\' { 0 } else { b };
+        go
+    });
+    it.next();
+    it.take_while(|&b| b != q).any(|b| b == b'e')
+}
+
+/// Whether an anchor found at `start..end` of `bytes` is a call or a
+/// callback name (see [`CALL_ANCHORS`]).
+fn call_like(bytes: &[u8], start: usize, end: usize) -> bool {
+    if let Some(&b) = start.checked_sub(1).and_then(|i| bytes.get(i))
+        && (b.is_ascii_alphanumeric() || matches!(b, b'_' | b'$' | b'>' | b':') || b >= 0x80)
+    {
+        return false;
+    }
+    let end = end.min(bytes.len());
+    let next = bytes[end..].iter().take(8).position(|b| !b.is_ascii_whitespace());
+    match next.map(|k| bytes[end + k]) {
+        Some(b'(') => true,
+        // A callback name: the whole string literal is the name (`'system'`),
+        // in lower case, and no array key (`['mail']`, `'mail' =>`).
+        Some(q @ (b'\'' | b'"')) if next == Some(0) => {
+            let opened = start.checked_sub(1).and_then(|i| bytes.get(i)) == Some(&q);
+            let before = bytes[..start.saturating_sub(1)]
+                .iter()
+                .rev()
+                .take(8)
+                .find(|b| !b.is_ascii_whitespace());
+            let after = bytes[end + 1..].iter().take(8).find(|b| !b.is_ascii_whitespace());
+            // Lower case, as code names functions; `'Mail'` is a label.
+            let lower = !bytes[start..end].iter().any(u8::is_ascii_uppercase);
+            opened && lower && before != Some(&b'[') && !matches!(after, Some(b'=' | b']'))
+        }
+        _ => false,
+    }
+}
+
 /// The compiled detection rules; build once, share between threads.
 #[derive(Debug)]
 pub struct Scanner {
     opts: ScanOptions,
     prefilter: AhoCorasick,
+    /// Per anchor: whether it must look like a call ([`CALL_ANCHORS`]).
+    call_anchor: Vec<bool>,
     markers: markers::Markers,
 }
 
@@ -236,14 +334,20 @@ impl Scanner {
     pub fn new(opts: ScanOptions) -> Self {
         // The anchors are constants; building them cannot fail at run time
         // unless the table above is broken, which the unit tests catch.
+        // Leftmost-longest without overlaps: `shell_exec` is one match, not
+        // also `shell` and `exec`; a DFA, since this pass reads every byte
+        // of every script.
         let prefilter = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(ANCHORS.iter().map(|(a, _)| a))
             .unwrap_or_else(|e| panic!("webscan prefilter anchors: {e}"));
+        let call_anchor = ANCHORS.iter().map(|(a, _)| CALL_ANCHORS.contains(a)).collect();
         Scanner {
             opts,
             prefilter,
+            call_anchor,
             markers: markers::Markers::new(),
         }
     }
@@ -251,8 +355,15 @@ impl Scanner {
     /// Which analyses the file needs (one pass over the bytes).
     fn prefilter(&self, bytes: &[u8]) -> u8 {
         let mut flags = 0u8;
-        for m in self.prefilter.find_overlapping_iter(bytes) {
-            flags |= ANCHORS[m.pattern().as_usize()].1;
+        for m in self.prefilter.find_iter(bytes) {
+            let i = m.pattern().as_usize();
+            if self.call_anchor[i] && !call_like(bytes, m.start(), m.end()) {
+                continue;
+            }
+            if ANCHORS[i].0.starts_with("preg_") && !preg_e_like(bytes, m.end()) {
+                continue;
+            }
+            flags |= ANCHORS[i].1;
             if flags == PF_CODE | PF_MARKER | PF_FOREIGN {
                 break;
             }
@@ -304,11 +415,16 @@ impl Scanner {
 
 /// Names of HTML form fields (`name="cmd"`): under `register_globals` (the
 /// PHP 4 era many webshells still assume) they arrive as `$cmd`.
-fn form_fields(bytes: &[u8]) -> HashSet<Vec<u8>> {
-    let mut out = HashSet::new();
+fn form_fields(bytes: &[u8]) -> rustc_hash::FxHashSet<Vec<u8>> {
+    let mut out = rustc_hash::FxHashSet::default();
     let finder = memchr::memmem::Finder::new(b"name=");
-    let lower_has = |n: &[u8]| bytes.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
-    if !lower_has(b"<input") && !lower_has(b"<textarea") && !lower_has(b"<select") {
+    let form_tag = memchr::memchr_iter(b'<', bytes).any(|i| {
+        let rest = &bytes[i + 1..];
+        [&b"input"[..], b"textarea", b"select"]
+            .iter()
+            .any(|t| rest.get(..t.len()).is_some_and(|w| w.eq_ignore_ascii_case(t)))
+    });
+    if !form_tag {
         return out;
     }
     for p in finder.find_iter(bytes).take(2000) {
@@ -707,6 +823,37 @@ mod tests {
     fn check(name: &str, src: &str) -> (Verdict, Vec<&'static str>) {
         let r = Scanner::new(ScanOptions::default()).scan_content(name, src.as_bytes());
         (score(&r.reasons).0, r.reasons.iter().map(|r| r.id).collect())
+    }
+
+    #[test]
+    fn function_anchors_count_only_as_calls() {
+        let sc = Scanner::new(ScanOptions::default());
+        let pf = |t: &str| sc.prefilter(t.as_bytes()) & PF_CODE != 0;
+        for woke in [
+            "mail($to, $s, $b);",
+            "mail ($to);",
+            "\\system('id');",
+            "array_map('system', $a);",
+            "usort($a, 'assert');",
+            "preg_replace('/x/ie', $r, $s);",
+            "preg_replace(\"#(a)#e\", $r, $s);",
+            "$f = \"exec\";",
+            "@Eval($x);",
+            "shell_exec($c);",
+        ] {
+            assert!(pf(woke), "{woke}");
+        }
+        for quiet in [
+            "$labels['mail'] = 'Mail';",
+            "$email = 1; wp_mail($to);",
+            "$db->exec($sql); Foo::system();",
+            "// the file system; execute it",
+            "SELECT `id` FROM `t`",
+            "array_map('trim', $a); usort($a, $cmp);",
+            "preg_replace('/e(x)/i', $r, $s); preg_replace($p, $r, $s);",
+        ] {
+            assert!(!pf(quiet), "{quiet}");
+        }
     }
 
     #[test]
