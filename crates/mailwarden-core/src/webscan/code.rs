@@ -831,13 +831,11 @@ impl<'a> Code<'a> {
                 }
                 Tk::Str(s) => {
                     let v = &self.lx.strs[s as usize].value;
-                    if recon_command(v) {
+                    let (recon, shell) = string_caps(v);
+                    if recon {
                         self.caps |= cap::RECON_CMD;
                     }
-                    if contains_ci(v, b"/bin/sh")
-                        || contains_ci(v, b"/bin/bash")
-                        || contains_ci(v, b"cmd.exe")
-                    {
+                    if shell {
                         self.caps |= cap::NETWORK | cap::SHELL_PATH;
                     }
                 }
@@ -1290,25 +1288,56 @@ fn ident_caps(name: &[u8], c: &Code<'_>, i: usize) -> u32 {
     bits
 }
 
+/// Shell commands a webshell runs to look around, then the shells a
+/// reverse shell starts (pattern ids from [`RECON_CMDS`]'s length on).
+const RECON_CMDS: &[&str] = &[
+    "uname -a",
+    "/etc/passwd",
+    "netstat -an",
+    "ps aux",
+    "whoami",
+    "cat /etc/",
+    "ls -la",
+    "/etc/shadow",
+    "find / ",
+    "-perm -04000",
+    "id;",
+    "ipconfig",
+    "net user",
+    "cat /proc/",
+];
+const SHELL_PATHS: &[&str] = &["/bin/sh", "/bin/bash", "cmd.exe"];
+
+/// What a string literal says: (a recon command, a shell path). One
+/// case-insensitive automaton pass: this runs on every string of every
+/// analysed file, and a window-by-window compare per pattern was the
+/// largest cost of the analysis.
+fn string_caps(v: &[u8]) -> (bool, bool) {
+    static AC: std::sync::OnceLock<Option<aho_corasick::AhoCorasick>> = std::sync::OnceLock::new();
+    let ac = AC.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(RECON_CMDS.iter().chain(SHELL_PATHS))
+            .ok()
+    });
+    let Some(ac) = ac else { return (false, false) };
+    let (mut recon, mut shell) = (false, false);
+    for m in ac.find_overlapping_iter(v) {
+        if m.pattern().as_usize() < RECON_CMDS.len() {
+            recon |= v.len() < 4096;
+        } else {
+            shell = true;
+        }
+        if recon && shell {
+            break;
+        }
+    }
+    (recon, shell)
+}
+
 /// Shell commands a webshell runs to look around.
 fn recon_command(v: &[u8]) -> bool {
-    const CMDS: &[&[u8]] = &[
-        b"uname -a",
-        b"/etc/passwd",
-        b"netstat -an",
-        b"ps aux",
-        b"whoami",
-        b"cat /etc/",
-        b"ls -la",
-        b"/etc/shadow",
-        b"find / ",
-        b"-perm -04000",
-        b"id;",
-        b"ipconfig",
-        b"net user",
-        b"cat /proc/",
-    ];
-    v.len() < 4096 && CMDS.iter().any(|c| contains_ci(v, c))
+    string_caps(v).0
 }
 
 /// The function name in a folded callback (`'assert'`, `' system '`).
@@ -1358,8 +1387,21 @@ pub(crate) fn has_e_modifier(p: &[u8]) -> bool {
     mods.iter().all(|b| b.is_ascii_alphabetic()) && mods.contains(&b'e')
 }
 
+/// Case-insensitive substring test: candidates from a memchr of the first
+/// byte (either case), then one compare each.
 pub(crate) fn contains_ci(h: &[u8], n: &[u8]) -> bool {
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    let Some((&first, rest)) = n.split_first() else {
+        return true;
+    };
+    let Some(last_start) = h.len().checked_sub(n.len()) else {
+        return false;
+    };
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        &h[..=last_start],
+    )
+    .any(|i| h[i + 1..i + n.len()].eq_ignore_ascii_case(rest))
 }
 
 fn parse_int(s: &[u8]) -> Option<u32> {

@@ -109,9 +109,36 @@ fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }
 
-fn is_b64(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'='
-}
+/// Byte classes for the statistics: not whitespace; a letter (non-ASCII
+/// bytes count as letters); ASCII punctuation other than `_` and `$`; the
+/// base64 alphabet.
+const C_SOLID: u8 = 1;
+const C_LETTER: u8 = 2;
+const C_PUNCT: u8 = 4;
+const C_B64: u8 = 8;
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut c = 0;
+        if !b.is_ascii_whitespace() {
+            c |= C_SOLID;
+            if !b.is_ascii_alphanumeric() && b < 0x80 && b != b'_' && b != b'$' {
+                c |= C_PUNCT;
+            }
+        }
+        if b.is_ascii_alphabetic() || b >= 0x80 {
+            c |= C_LETTER;
+        }
+        if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=' {
+            c |= C_B64;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
 
 /// Finds the next PHP open tag at or after `from`; returns (tag start, code
 /// start). `<?xml` is not a tag (XML prologs in templates).
@@ -167,25 +194,25 @@ impl Lexer<'_> {
         });
     }
 
-    /// Counts one code byte in the statistics.
+    /// Counts one code byte in the statistics. This runs for every code
+    /// byte of every analysed file, so the byte's classes come from one
+    /// table look-up instead of a chain of tests.
+    #[inline]
     fn stat(&mut self, b: u8) {
+        let class = BYTE_CLASS[b as usize];
         let s = &mut self.out.stats;
-        s.hist[b as usize] += 1;
+        if let Some(h) = s.hist.get_mut(b as usize) {
+            *h += 1;
+        }
         s.code_bytes += 1;
-        if !self.in_str && !b.is_ascii_whitespace() {
+        if !self.in_str && class & C_SOLID != 0 {
             s.bare_solid += 1;
-            if b.is_ascii_alphabetic() || b >= 0x80 {
-                s.bare_letters += 1;
-            }
+            s.bare_letters += u64::from(class & C_LETTER != 0);
         }
-        if !b.is_ascii_whitespace() && !b.is_ascii_alphanumeric() && b < 0x80 && b != b'_' && b != b'$' {
-            s.non_alnum += 1;
-        }
-        if is_b64(b) {
+        s.non_alnum += u64::from(class & C_PUNCT != 0);
+        if class & C_B64 != 0 {
             self.word += 1;
-            if self.word > s.longest_word {
-                s.longest_word = self.word;
-            }
+            s.longest_word = s.longest_word.max(self.word);
         } else {
             self.word = 0;
         }

@@ -825,6 +825,16 @@ mod tests {
         (score(&r.reasons).0, r.reasons.iter().map(|r| r.id).collect())
     }
 
+    proptest::proptest! {
+        /// The memchr-based case-insensitive search agrees with the plain one.
+        #[test]
+        fn contains_ci_matches_naive(h in "[a-cA-C/ ]{0,40}", n in "[a-cA-C/]{0,4}") {
+            let naive = n.is_empty()
+                || h.as_bytes().windows(n.len()).any(|w| w.eq_ignore_ascii_case(n.as_bytes()));
+            proptest::prop_assert_eq!(code::contains_ci(h.as_bytes(), n.as_bytes()), naive);
+        }
+    }
+
     #[test]
     fn function_anchors_count_only_as_calls() {
         let sc = Scanner::new(ScanOptions::default());
