@@ -242,6 +242,40 @@ pub(crate) struct Code<'a> {
     loops: Vec<(usize, usize)>,
     /// Capability groups seen (bit per group), for the toolkit rule.
     pub caps: u32,
+    /// For each opening bracket token, the index of the bracket closing it
+    /// (the last token when none does); other tokens hold `u32::MAX`.
+    pair: Vec<u32>,
+    /// Token visits left for the range scans (taint, arguments, statement
+    /// ends). A file built to make them quadratic (400,000 nested calls)
+    /// runs out, and the analysis stops with what it found so far.
+    budget: std::cell::Cell<u64>,
+}
+
+/// Token visits allowed per token of a file, plus a fixed allowance.
+const BUDGET_PER_TOKEN: u64 = 64;
+const BUDGET_BASE: u64 = 1_000_000;
+
+/// The matching closer of every opening bracket (any kind, as the scans
+/// treat them alike).
+fn bracket_pairs(t: &[Token]) -> Vec<u32> {
+    let mut pair = vec![u32::MAX; t.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    for (i, tok) in t.iter().enumerate() {
+        match tok.kind {
+            Tk::LParen | Tk::LBracket | Tk::LBrace => stack.push(i),
+            Tk::RParen | Tk::RBracket | Tk::RBrace => {
+                if let Some(o) = stack.pop() {
+                    pair[o] = u32::try_from(i).unwrap_or(u32::MAX);
+                }
+            }
+            _ => {}
+        }
+    }
+    let last = u32::try_from(t.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    for o in stack {
+        pair[o] = last;
+    }
+    pair
 }
 
 /// Capability groups of the webshell-toolkit rule.
@@ -292,7 +326,26 @@ impl<'a> Code<'a> {
             global_req: false,
             loops: Vec::new(),
             caps: 0,
+            pair: bracket_pairs(&lx.tokens),
+            budget: std::cell::Cell::new(
+                BUDGET_BASE.saturating_add(BUDGET_PER_TOKEN.saturating_mul(lx.tokens.len() as u64)),
+            ),
         }
+    }
+
+    /// Takes `n` token visits from the budget.
+    fn spend(&self, n: usize) {
+        self.budget.set(self.budget.get().saturating_sub(n as u64));
+    }
+
+    /// Whether the range scans have used up their budget.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.budget.get() == 0
+    }
+
+    /// The closer of the opener at `i`, when `i` is an opener.
+    fn pair_of(&self, i: usize) -> Option<usize> {
+        self.pair.get(i).filter(|&&p| p != u32::MAX).map(|&p| p as usize)
     }
 
     fn text(&self, i: usize) -> &'a [u8] {
@@ -359,6 +412,9 @@ impl<'a> Code<'a> {
 
     /// The index of the bracket closing the one at `open` (or the end).
     fn close(&self, open: usize) -> usize {
+        if let Some(p) = self.pair_of(open) {
+            return p.max(open);
+        }
         let mut depth = 0i32;
         let limit = (open + 50_000).min(self.t.len());
         for j in open..limit {
@@ -380,19 +436,29 @@ impl<'a> Code<'a> {
     fn args(&self, open: usize) -> Vec<(usize, usize)> {
         let end = self.close(open);
         let mut out = Vec::new();
-        let mut depth = 0i32;
+        if self.exhausted() {
+            return out;
+        }
         let mut a = open + 1;
-        for j in open + 1..end {
+        let mut j = open + 1;
+        let mut visited = 0usize;
+        // Top-level commas only: nested groups are jumped over.
+        while j < end {
+            visited += 1;
             match self.t[j].kind {
-                Tk::LParen | Tk::LBracket | Tk::LBrace => depth += 1,
-                Tk::RParen | Tk::RBracket | Tk::RBrace => depth -= 1,
-                Tk::Comma if depth == 0 => {
+                Tk::LParen | Tk::LBracket | Tk::LBrace => {
+                    j = self.close(j) + 1;
+                    continue;
+                }
+                Tk::Comma => {
                     out.push((a, j));
                     a = j + 1;
                 }
                 _ => {}
             }
+            j += 1;
         }
+        self.spend(visited);
         if a < end {
             out.push((a, end));
         }
@@ -402,23 +468,31 @@ impl<'a> Code<'a> {
     /// The end (exclusive) of the statement or expression starting at `i`:
     /// the next `;`, `?>` or `,`/closing bracket at depth 0.
     fn expr_end(&self, i: usize) -> usize {
-        let mut depth = 0i32;
         let limit = (i + 50_000).min(self.t.len());
-        for j in i..limit {
+        if self.exhausted() {
+            return i.min(limit);
+        }
+        let mut j = i;
+        let mut visited = 0usize;
+        // Nested groups are jumped over, so this stays at depth 0.
+        let end = loop {
+            if j >= limit {
+                break limit;
+            }
+            visited += 1;
             match self.t[j].kind {
-                Tk::LParen | Tk::LBracket | Tk::LBrace => depth += 1,
-                Tk::RParen | Tk::RBracket | Tk::RBrace => {
-                    depth -= 1;
-                    if depth < 0 {
-                        return j;
-                    }
+                Tk::LParen | Tk::LBracket | Tk::LBrace => {
+                    j = self.close(j) + 1;
+                    continue;
                 }
-                Tk::Semi | Tk::CloseTag if depth <= 0 => return j,
-                Tk::Comma if depth == 0 => return j,
+                Tk::RParen | Tk::RBracket | Tk::RBrace => break j,
+                Tk::Semi | Tk::CloseTag | Tk::Comma => break j,
                 _ => {}
             }
-        }
-        limit
+            j += 1;
+        };
+        self.spend(visited);
+        end.min(limit)
     }
 
     fn is_source_var(&self, i: usize) -> bool {
@@ -454,7 +528,12 @@ impl<'a> Code<'a> {
         let mut bits = 0u8;
         let mut j = a;
         let b = b.min(self.t.len());
+        if self.exhausted() {
+            return 0;
+        }
+        let mut visited = 0usize;
         while j < b {
+            visited += 1;
             match self.t[j].kind {
                 Tk::Var => {
                     if self.is_source_var(j) {
@@ -506,6 +585,9 @@ impl<'a> Code<'a> {
             }
             j += 1;
         }
+        // Charged for the tokens looked at: nested calls the taint does not
+        // pass through are jumped over in one step.
+        self.spend(visited);
         bits
     }
 
@@ -793,6 +875,16 @@ impl<'a> Code<'a> {
         let n = self.t.len();
         let mut fm_ops = 0u32;
         for i in 0..n {
+            if self.exhausted() {
+                out.add(
+                    "obfuscation.analysis-limit",
+                    Layer::Obfuscation,
+                    Strength::Weak,
+                    self.t[i].start,
+                    || "the code nests so deeply that the analysis stopped here; later findings may be missing".into(),
+                );
+                break;
+            }
             match self.t[i].kind {
                 Tk::Ident => self.ident_at(i, out, &mut fm_ops),
                 Tk::Var => {
