@@ -89,6 +89,16 @@ fn compose_invalid(shown: &str, problem: &str) -> Finding {
     .fix(format!("check it with `docker compose -f {shown} config`"))
 }
 
+/// Reads and parses one compose file (kept in the evidence bundle); the
+/// error says what is wrong, for a finding naming the file.
+fn read_compose(f: &Path, vars: &BTreeMap<String, String>) -> Result<ComposeProject, String> {
+    let lookup = |k: &str| vars.get(k).cloned();
+    let b = std::fs::read(f).map_err(|e| format!("cannot read: {e}"))?;
+    super::evidence::file(f, &b, "whole file");
+    let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
+    compose::parse_compose(&f.display().to_string(), &text, &lookup).map_err(|e| e.to_string())
+}
+
 /// Reads one compose file, and the files its `include` names (relative to
 /// its directory) before it, as Compose does.
 fn load_with_includes(
@@ -97,16 +107,8 @@ fn load_with_includes(
     depth: usize,
     findings: &mut Vec<Finding>,
 ) -> Option<ComposeProject> {
-    let lookup = |k: &str| vars.get(k).cloned();
     let shown = f.display().to_string();
-    let parsed = std::fs::read(f)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|b| {
-            super::evidence::file(f, &b, "whole file");
-            let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
-            compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
-        });
-    let p = match parsed {
+    let p = match read_compose(f, vars) {
         Ok(p) => p,
         Err(problem) => {
             findings.push(compose_invalid(&shown, &problem));
@@ -150,7 +152,9 @@ fn resolve_extends(
     vars: &BTreeMap<String, String>,
     findings: &mut Vec<Finding>,
 ) {
-    let lookup = |k: &str| vars.get(k).cloned();
+    // Several services usually extend bases of the same file: read each
+    // file once.
+    let mut files: BTreeMap<PathBuf, Result<ComposeProject, String>> = BTreeMap::new();
     let names: Vec<String> = p.services.keys().cloned().collect();
     for name in names {
         let Some((base, Some(file))) = p.services.get(&name).and_then(|s| s.extends.clone()) else {
@@ -158,30 +162,28 @@ fn resolve_extends(
         };
         let path = dir.unwrap_or(Path::new(".")).join(&file);
         let shown = path.display().to_string();
-        let other = std::fs::read(&path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|b| {
-                super::evidence::file(&path, &b, "whole file");
-                let text = String::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))?;
-                compose::parse_compose(&shown, &text, &lookup).map_err(|e| e.to_string())
-            });
-        match other {
-            Ok(mut o) => {
+        let first = !files.contains_key(&path);
+        let other = files.entry(path.clone()).or_insert_with(|| {
+            read_compose(&path, vars).map(|mut o| {
                 o.resolve_extends();
-                match o.services.get(&base) {
-                    Some(b) => {
-                        if let Some(svc) = p.services.get_mut(&name) {
-                            svc.inherit(b);
-                            svc.extends = None;
-                        }
+                o
+            })
+        });
+        match other {
+            Ok(o) => match o.services.get(&base) {
+                Some(b) => {
+                    if let Some(svc) = p.services.get_mut(&name) {
+                        svc.inherit(b);
+                        svc.extends = None;
                     }
-                    None => findings.push(compose_invalid(
-                        &shown,
-                        &format!("service {name} extends {base}, which this file does not define"),
-                    )),
                 }
-            }
-            Err(problem) => findings.push(compose_invalid(&shown, &problem)),
+                None => findings.push(compose_invalid(
+                    &shown,
+                    &format!("service {name} extends {base}, which this file does not define"),
+                )),
+            },
+            Err(problem) if first => findings.push(compose_invalid(&shown, problem)),
+            Err(_) => {}
         }
     }
     for (name, base) in p.resolve_extends() {
@@ -466,12 +468,20 @@ pub async fn check(cfg: &ContainersConfig, compose: Option<&ComposeProject>, now
             .fix("pass the right --project (Mailcow: COMPOSE_PROJECT_NAME in mailcow.conf) or --socket"),
         );
     }
+    // One inspect per image, however many containers run it.
+    let mut digests: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for c in &mut project {
-        if !c.image_id.is_empty()
-            && let Ok(img) = docker.inspect_image(&c.image_id).await
-        {
-            c.image_repo_digests = img.repo_digests.unwrap_or_default();
+        if c.image_id.is_empty() {
+            continue;
         }
+        if !digests.contains_key(&c.image_id) {
+            let d = match docker.inspect_image(&c.image_id).await {
+                Ok(img) => img.repo_digests.unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            digests.insert(c.image_id.clone(), d);
+        }
+        c.image_repo_digests = digests.get(&c.image_id).cloned().unwrap_or_default();
     }
     let mut tags: BTreeMap<String, LocalTag> = BTreeMap::new();
     for c in &project {
