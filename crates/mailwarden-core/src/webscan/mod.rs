@@ -263,30 +263,34 @@ const CALL_ANCHORS: &[&str] = &[
 /// evaluation, PHP < 7).
 fn preg_e_like(bytes: &[u8], end: usize) -> bool {
     let rest = &bytes[end.min(bytes.len())..];
-    let mut it = rest.iter().copied().take(512).skip_while(u8::is_ascii_whitespace);
-    if it.next() != Some(b'(') {
+    let rest = &rest[..rest.len().min(512)];
+    let Some(open) = rest.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return false;
+    };
+    if rest[open] != b'(' {
         return false;
     }
-    let mut it = it.skip_while(u8::is_ascii_whitespace);
-    let Some(q @ (b'\'' | b'"')) = it.next() else {
+    let Some(q) = rest[open + 1..]
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|k| open + 1 + k)
+    else {
         return false;
     };
-    let Some(open) = it.next() else { return false };
-    let close = match open {
-        b'(' => b')',
-        b'[' => b']',
-        b'{' => b'}',
-        b'<' => b'>',
-        d => d,
+    if !matches!(rest[q], b'\'' | b'"') {
+        return false;
+    }
+    // The literal runs to the next unescaped quote of the same kind; the
+    // code layer's own modifier test then reads it.
+    let mut escaped = false;
+    let Some(len) = rest[q + 1..].iter().position(|&b| {
+        let close = b == rest[q] && !escaped;
+        escaped = b == b'\\' && !escaped;
+        close
+    }) else {
+        return false;
     };
-    let mut prev = 0u8;
-    let mut it = it.skip_while(|&b| {
-        let go = !(b == close && prev != b'\\');
-        prev = if prev == b'\\' { 0 } else { b };
-        go
-    });
-    it.next();
-    it.take_while(|&b| b != q).any(|b| b == b'e')
+    code::has_e_modifier(&rest[q + 1..q + 1 + len])
 }
 
 /// Whether an anchor found at `start..end` of `bytes` is a call or a
